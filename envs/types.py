@@ -1,0 +1,66 @@
+"""Value types shared by the world, the agents and the runner.
+
+They live in ``envs`` because the environment defines them; every layer above may import
+them. Observations stay plain ``dict`` of numpy arrays (what Gymnasium returns), so an agent
+written in any framework can read them without importing driftrank at all.
+
+Observation batch (``VectorRerankEnv.step``/``reset``), leading dimension B = requests:
+
+=================  ==================  =====================================================
+key                shape, dtype        meaning
+=================  ==================  =====================================================
+``user``           (B, Fu) float32     noisy projection of the user's taste + recent history
+``candidates``     (B, N, Fi) float32  per-candidate features (topic one-hot, noisy latent,
+                                       popularity statistics, freshness)
+``candidate_ids``  (B, N) int64        catalog ids of the candidates (new ids appear on churn)
+``context``        (B, C) float32      time of day (sin, cos), user activity, visit recency
+``user_id``        (B,) int64          id of the requesting user
+=================  ==================  =====================================================
+
+A single-request ``RerankEnv`` returns the same keys without the leading B.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Conversions:
+    """Conversions that *land* at this step (they were caused by clicks some steps ago).
+
+    All arrays have one entry per landing conversion. ``request_id`` and ``position`` point back
+    at the served request and the slate slot that was clicked; ``row`` is the batch row the
+    request was served in (a conversion lands in the same row, as in a vector of sub-envs).
+    """
+
+    request_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    row: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    user_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    item_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    position: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    served_step: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    delay: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return int(self.request_id.shape[0])
+
+
+@dataclass
+class Feedback:
+    """What an agent is told after serving a batch: labels only, never the world's truth.
+
+    ``slates`` are the candidate indices the agent served (B, K); ``clicks`` (B, K) are 0/1 with
+    0 for empty slots (a repeated index leaves its slot empty); ``conversions`` are the delayed
+    purchases landing now, possibly for requests served many steps ago. ``obs`` is the
+    observation batch the slates answered, so an agent need not keep its own copy.
+    """
+
+    request_id: np.ndarray
+    slates: np.ndarray
+    clicks: np.ndarray
+    conversions: Conversions
+    reward: np.ndarray
+    obs: dict | None = None  # the observation batch these slates were served for
