@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-@dataclass
+@dataclass(eq=False)
 class Conversions:
     """Conversions that *land* at this step (they were caused by clicks some steps ago).
 
@@ -46,6 +46,17 @@ class Conversions:
 
     def __len__(self) -> int:
         return int(self.request_id.shape[0])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Conversions):
+            return NotImplemented
+        return all(np.array_equal(getattr(self, f), getattr(other, f)) for f in FIELDS)
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {f: getattr(self, f) for f in FIELDS}
+
+
+FIELDS = ("request_id", "row", "user_id", "item_id", "position", "served_step", "delay")
 
 
 @dataclass

@@ -1,0 +1,522 @@
+"""ReLoop2 error memory: a constant-size LSH sketch of recent prediction errors.
+
+Reference: J. Zhu, G. Cai, J. Huang, Z. Dong, R. Tang, W. Zhang, "ReLoop2: Building
+Self-Adaptive Recommendation Models via Responsive Error Compensation Loop", KDD 2023.
+
+Why a memory at all
+-------------------
+The base model (here: the evaluator) is retrained slowly. Between retrainings the world drifts
+and the model keeps making the *same* mistakes on the *same* kind of input. ReLoop2 remembers the
+labels ``y`` that arrived for recent inputs together with what the base model predicted for them
+(``y_base``), indexed by the model's hidden vector (the *key*). At serving time the memory is
+queried with the key of a new input and the base prediction is nudged towards what actually
+happened on similar inputs. Nothing is trained: a write is an addition, a read is a lookup.
+
+The sketch
+----------
+``R`` repeated arrays (``n_arrays``), each with ``2**L`` buckets (``n_bits = L``). Array ``r``
+hashes a key ``k`` with ``L`` sign random projections (SimHash)::
+
+    bit_j(k) = [ <k, p_{r,j}> > 0 ],      bucket_r(k) = sum_j bit_j(k) * 2**j
+
+so two keys at angle ``theta`` share a bucket of one array with probability
+``(1 - theta / pi) ** L``: near keys collide, far keys rarely do, and ``R`` independent arrays
+smooth out the unlucky splits of a cluster by one hyperplane. All ``R * L`` projections are one
+``(key_dim, R * L)`` float32 matrix, so hashing a batch is one matmul plus a bit packing (a
+float32 dot with powers of two, exact because ``L <= 24``).
+
+A bucket holds three numbers: ``count``, ``sum_y`` and ``sum_y_base``. Memory is
+``3 * R * 2**L`` float64 numbers (plus ``R * 2**L`` timestamps with ``half_life``) and never
+grows, whatever is written. Writes are O(1) per sample and vectorised (``np.add.at`` on the
+flattened bucket index, array ``r`` offset by ``r * 2**L``).
+
+Read-out
+--------
+For a query key, array ``r`` returns its bucket's ``count c_r`` and the bucket means
+``y_bar_r = sum_y / c_r`` and ``y_bar_base_r = sum_y_base / c_r``. The ``R`` read-outs are
+combined by attention: a softmax over the arrays at temperature ``tau`` of a similarity
+``s_r``, restricted to non-empty buckets (an empty bucket gets weight 0 and contributes
+nothing). The paper computes ``s_r`` from the query and the keys stored in the bucket; this
+memory stores no keys (three numbers per bucket), so the similarity is derived from the counts:
+
+    s_r = log(c_r)        =>    w_r = softmax_r(s_r / tau) = c_r**(1/tau) / sum_r' c_r'**(1/tau)
+
+Why ``log(count)``:
+
+* ``tau = 1`` gives ``w_r`` proportional to ``c_r``, i.e. precision weighting (the variance of a
+  bucket mean is proportional to ``1 / c_r``): the read-out equals the pooled mean
+  ``sum_r sum_y_r / sum_r c_r`` over all the samples the query collided with.
+* ``tau -> inf`` averages the non-empty arrays uniformly (robust when a few buckets are crowded
+  by unrelated keys); ``tau -> 0`` keeps only the fullest bucket (the array whose hyperplanes did
+  not split the query's neighbourhood). The default ``tau = 0.1`` (the paper's) is sharp:
+  ``w`` is proportional to ``c**10``.
+* It is scale free: multiplying every count by the same factor (a longer stream, or the decay
+  of ``half_life``) leaves the weights unchanged, so ``tau`` keeps its meaning over time. Plain
+  ``log1p(count)`` would not be.
+
+Compensation
+------------
+With ``y_bar = sum_r w_r y_bar_r`` and ``y_bar_base = sum_r w_r y_bar_base_r``::
+
+    y_err       = gamma * y_bar + (1 - gamma) * y_bar_base - y_base
+    compensated = clip(y_base + lam * y_err, 0, 1)
+
+so ``lam = 0`` returns ``y_base`` and ``gamma = 1`` gives ``(1 - lam) * y_base + lam * y_bar``.
+A query whose ``R`` buckets are all empty has no evidence and returns ``y_base`` unchanged.
+
+Options
+-------
+* ``sigma``: write only samples with ``|y - y_base| > sigma`` (the memory then holds the base
+  model's mistakes only; ``sigma = 0`` disables the filter and writes everything).
+* ``half_life`` (in samples): exponential forgetting. Before a batch of ``n`` samples is added
+  every stored number (counts and sums) is multiplied by ``0.5 ** (n / half_life)``. It is done
+  lazily and exactly: each bucket keeps the sample clock of its last write and is brought up to
+  date only when touched (by a write, O(1) per sample) or read (the decayed count is computed on
+  the fly), so forgetting never costs O(table). The clock counts every sample offered to
+  ``write``, including those the ``sigma`` filter drops: forgetting follows the stream.
+* ``reset()``: empty the memory. Call it when the base model is retrained: the stored errors
+  were the old model's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ErrorMemory", "MemoryReadout"]
+
+_MAX_BITS = 24  # float32 holds every integer below 2**24 exactly: the bit packing relies on it
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryReadout:
+    """Per-array read-out of the error memory for a batch of ``n`` query keys.
+
+    All arrays have shape ``(n, R)``. Empty buckets have ``count == 0``, weight 0 and bucket means
+    0 (not NaN). ``weights`` sum to 1 over the arrays of a row that hit at least one non-empty
+    bucket and to 0 for a row that hit none. ``count`` is the (decayed, with ``half_life``)
+    number of samples in the bucket.
+    """
+
+    weights: np.ndarray
+    y_bar: np.ndarray
+    y_bar_base: np.ndarray
+    count: np.ndarray
+
+    @property
+    def hit(self) -> np.ndarray:
+        """``(n,)`` bool: the query found at least one non-empty bucket."""
+        return self.weights.sum(axis=1) > 0.0
+
+    def pooled(self) -> tuple[np.ndarray, np.ndarray]:
+        """Attention-weighted means ``(y_bar, y_bar_base)``, shape ``(n,)``; 0 where no hit."""
+        return (
+            np.einsum("nr,nr->n", self.weights, self.y_bar),
+            np.einsum("nr,nr->n", self.weights, self.y_bar_base),
+        )
+
+
+def _check_unit(name: str, value: float) -> float:
+    value = float(value)
+    if not (0.0 <= value <= 1.0):
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}; pass a value in that range")
+    return value
+
+
+class ErrorMemory:
+    """ReLoop2 error memory (see the module docstring for the sketch and the formulas).
+
+    Parameters
+    ----------
+    key_dim: length of the key vectors (e.g. the evaluator's hidden size).
+    n_bits: ``L``, sign projections per array; ``2**L`` buckets per array. 1..24. More bits make
+        buckets narrower (more local, fewer samples each); the paper uses up to 16.
+    n_arrays: ``R``, repeated independent arrays (tens to low hundreds in the paper).
+    gamma: weight of the bucket label mean versus the bucket base-prediction mean in ``y_err``.
+    lam: compensation strength in [0, 1].
+    tau: softmax temperature of the attention over the ``R`` arrays, > 0.
+    sigma: write only samples with ``|y - y_base| > sigma``; 0 writes everything.
+    half_life: forget old samples with this half-life, counted in samples written; None keeps
+        everything until ``reset()``.
+    seed: seed of ``np.random.default_rng`` drawing the Gaussian projections.
+    projections: optional explicit ``(key_dim, R * L)`` projection matrix (used instead of
+        ``seed``); column ``r * L + j`` is bit ``j`` (weight ``2**j``) of array ``r``. Meant for
+        tests and for sharing hyperplanes between memories.
+    """
+
+    def __init__(
+        self,
+        key_dim: int,
+        n_bits: int = 8,
+        n_arrays: int = 32,
+        gamma: float = 1.0,
+        lam: float = 0.5,
+        tau: float = 0.1,
+        sigma: float = 0.0,
+        half_life: float | None = None,
+        seed: int = 0,
+        *,
+        projections: np.ndarray | None = None,
+    ) -> None:
+        if isinstance(key_dim, bool) or int(key_dim) != key_dim or key_dim < 1:
+            raise ValueError(f"key_dim must be a positive integer, got {key_dim!r}")
+        if isinstance(n_bits, bool) or int(n_bits) != n_bits or not 1 <= n_bits <= _MAX_BITS:
+            raise ValueError(
+                f"n_bits (L) must be an integer in 1..{_MAX_BITS}, got {n_bits!r}; "
+                f"2**L buckets per array, so use e.g. 8..16"
+            )
+        if isinstance(n_arrays, bool) or int(n_arrays) != n_arrays or n_arrays < 1:
+            raise ValueError(f"n_arrays (R) must be an integer >= 1, got {n_arrays!r}")
+        if half_life is not None:
+            half_life = float(half_life)
+            if not (math.isfinite(half_life) and half_life > 0.0):
+                raise ValueError(
+                    f"half_life must be a positive number of samples or None, got {half_life!r}"
+                )
+        self._key_dim = int(key_dim)
+        self._n_bits = int(n_bits)
+        self._n_arrays = int(n_arrays)
+        self._half_life = half_life
+        self._seed = int(seed)
+        self.gamma = gamma
+        self.lam = lam
+        self.tau = tau
+        self.sigma = sigma
+
+        n_proj = self._n_arrays * self._n_bits
+        if projections is None:
+            rng = np.random.default_rng(self._seed)
+            proj = rng.standard_normal((self._key_dim, n_proj), dtype=np.float32)
+        else:
+            proj = np.array(projections, dtype=np.float32)  # a copy: callers may reuse theirs
+            if proj.shape != (self._key_dim, n_proj):
+                raise ValueError(
+                    f"projections must have shape (key_dim, n_arrays * n_bits) = "
+                    f"{(self._key_dim, n_proj)}, got {proj.shape}"
+                )
+            if not np.isfinite(proj).all():
+                raise ValueError("projections contain NaN or inf; pass finite hyperplanes")
+        self._proj = np.ascontiguousarray(proj)
+        self._pow2 = (2.0 ** np.arange(self._n_bits)).astype(np.float32)
+        self._offsets = np.arange(self._n_arrays, dtype=np.intp) << self._n_bits
+
+        n_buckets = 1 << self._n_bits
+        # table[0] = count, table[1] = sum_y, table[2] = sum_y_base; each (R, 2**L)
+        self._table = np.zeros((3, self._n_arrays, n_buckets), dtype=np.float64)
+        self._flat = self._table.reshape(3, -1)  # views, flat index = r * 2**L + bucket
+        self._stamp = (
+            np.zeros(self._n_arrays * n_buckets, dtype=np.float64) if half_life else None
+        )
+        self._clock = 0.0  # samples offered to write() since reset (drives the decay)
+        self._n_written = 0  # samples actually stored (after the sigma filter)
+
+    # ------------------------------------------------------------------ hyperparameters
+    @property
+    def key_dim(self) -> int:
+        return self._key_dim
+
+    @property
+    def n_bits(self) -> int:
+        return self._n_bits
+
+    @property
+    def n_arrays(self) -> int:
+        return self._n_arrays
+
+    @property
+    def half_life(self) -> float | None:
+        """Fixed at construction: switching decay on later would need the missing timestamps."""
+        return self._half_life
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    @property
+    def gamma(self) -> float:
+        return self._gamma
+
+    @gamma.setter
+    def gamma(self, value: float) -> None:
+        self._gamma = _check_unit("gamma", value)
+
+    @property
+    def lam(self) -> float:
+        return self._lam
+
+    @lam.setter
+    def lam(self, value: float) -> None:
+        self._lam = _check_unit("lam", value)
+
+    @property
+    def tau(self) -> float:
+        return self._tau
+
+    @tau.setter
+    def tau(self, value: float) -> None:
+        value = float(value)
+        if not (math.isfinite(value) and value > 0.0):
+            raise ValueError(f"tau must be a finite number > 0, got {value!r}; the paper uses 0.1")
+        self._tau = value
+
+    @property
+    def sigma(self) -> float:
+        return self._sigma
+
+    @sigma.setter
+    def sigma(self, value: float) -> None:
+        value = float(value)
+        if not (math.isfinite(value) and value >= 0.0):
+            raise ValueError(f"sigma must be a finite number >= 0, got {value!r}")
+        self._sigma = value
+
+    @property
+    def projections(self) -> np.ndarray:
+        """The ``(key_dim, R * L)`` float32 hyperplanes (a read-only view)."""
+        view = self._proj.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def n_written(self) -> int:
+        """Samples stored since the last reset (after the sigma filter, before any decay)."""
+        return self._n_written
+
+    @property
+    def n_seen(self) -> int:
+        """Samples offered to ``write`` since the last reset (the decay clock)."""
+        return int(self._clock)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the memory: bucket table, timestamps (half_life) and projections.
+
+        Constant for a given configuration: writes never allocate more.
+        """
+        stamp = 0 if self._stamp is None else self._stamp.nbytes
+        return int(self._table.nbytes + stamp + self._proj.nbytes)
+
+    def __repr__(self) -> str:
+        return (
+            f"ErrorMemory(key_dim={self._key_dim}, n_bits={self._n_bits}, "
+            f"n_arrays={self._n_arrays}, gamma={self._gamma}, lam={self._lam}, tau={self._tau}, "
+            f"sigma={self._sigma}, half_life={self._half_life}, seed={self._seed}; "
+            f"{self._n_written} written)"
+        )
+
+    # ------------------------------------------------------------------ input checks
+    def _keys(self, keys: Any) -> np.ndarray:
+        k = np.asarray(keys)
+        if k.ndim != 2 or k.shape[1] != self._key_dim:
+            raise ValueError(
+                f"keys must have shape (n, key_dim={self._key_dim}), got {k.shape}; "
+                f"reshape a single key with keys[None, :] and check the memory's key_dim"
+            )
+        if not np.issubdtype(k.dtype, np.number) or np.issubdtype(k.dtype, np.complexfloating):
+            raise ValueError(f"keys must be real numbers, got dtype {k.dtype}")
+        k = np.ascontiguousarray(k, dtype=np.float32)
+        if not np.isfinite(k).all():
+            raise ValueError(
+                "keys contain NaN or inf (or values beyond float32 range); "
+                "drop or fix those rows before calling the memory"
+            )
+        return k
+
+    @staticmethod
+    def _values(name: str, values: Any, n: int) -> np.ndarray:
+        v = np.asarray(values)
+        if v.ndim != 1 or v.shape[0] != n:
+            raise ValueError(
+                f"{name} must be a 1-D array with one value per key (length {n}), got shape "
+                f"{v.shape}"
+            )
+        if not np.issubdtype(v.dtype, np.number) and v.dtype != np.bool_:
+            raise ValueError(f"{name} must be numeric, got dtype {v.dtype}")
+        v = np.asarray(v, dtype=np.float64)
+        if not np.isfinite(v).all():
+            raise ValueError(f"{name} contains NaN or inf; drop or fix those samples first")
+        return v
+
+    # ------------------------------------------------------------------ core
+    def _index(self, keys32: np.ndarray) -> np.ndarray:
+        """``(n, R)`` flat bucket indices: one matmul, sign bits, one dot with powers of two."""
+        n = keys32.shape[0]
+        bits = (keys32 @ self._proj) > 0.0  # (n, R*L)
+        packed = bits.reshape(n * self._n_arrays, self._n_bits).astype(np.float32) @ self._pow2
+        idx = packed.astype(np.intp).reshape(n, self._n_arrays)
+        idx += self._offsets
+        return idx
+
+    def bucket_index(self, keys: Any) -> np.ndarray:
+        """Bucket of each key in each array, shape ``(n, R)``, values in ``0 .. 2**L - 1``."""
+        return self._index(self._keys(keys)) - self._offsets
+
+    def write(self, keys: Any, y: Any, y_base: Any) -> int:
+        """Store labelled samples; returns how many were stored (after the sigma filter).
+
+        keys: ``(n, key_dim)``; y: ``(n,)`` observed labels; y_base: ``(n,)`` the base model's
+        predictions for those samples (made when they were served).
+        """
+        k = self._keys(keys)
+        n = k.shape[0]
+        yv = self._values("y", y, n)
+        yb = self._values("y_base", y_base, n)
+        if n == 0:
+            return 0
+        if self._sigma > 0.0:
+            keep = np.abs(yv - yb) > self._sigma
+            if not keep.all():
+                k, yv, yb = k[keep], yv[keep], yb[keep]
+        now = self._clock + n
+        self._clock = now
+        m = k.shape[0]
+        if m == 0:
+            return 0
+        flat = self._index(k).ravel()  # sample-major: sample i owns entries i*R .. i*R+R-1
+        cnt, sum_y, sum_b = self._flat
+        if self._stamp is not None:
+            # Lazy exact decay: bring the touched buckets to `now` before adding. Duplicate
+            # indices in `flat` assign the same value (computed from the old one), so this is
+            # idempotent per bucket.
+            factor = np.exp2((self._stamp[flat] - now) / self._half_life)
+            cnt[flat] = cnt[flat] * factor
+            sum_y[flat] = sum_y[flat] * factor
+            sum_b[flat] = sum_b[flat] * factor
+            self._stamp[flat] = now
+        np.add.at(cnt, flat, 1.0)
+        np.add.at(sum_y, flat, np.repeat(yv, self._n_arrays))
+        np.add.at(sum_b, flat, np.repeat(yb, self._n_arrays))
+        self._n_written += m
+        return m
+
+    def read(self, keys: Any) -> MemoryReadout:
+        """Per-array read-out and attention weights for ``(n, key_dim)`` query keys."""
+        k = self._keys(keys)
+        return self._read(self._index(k))
+
+    def _read(self, flat: np.ndarray) -> MemoryReadout:
+        cnt, sum_y, sum_b = self._flat
+        c = cnt.take(flat)
+        sy = sum_y.take(flat)
+        sb = sum_b.take(flat)
+        # bucket means: decay scales sums and count alike, so stored values give the means
+        inv = np.divide(1.0, c, out=np.zeros_like(c), where=c > 0.0)
+        y_bar = sy * inv
+        y_bar_base = sb * inv
+        if self._stamp is not None:
+            c = c * np.exp2((self._stamp.take(flat) - self._clock) / self._half_life)
+        # softmax_r(log(c_r) / tau) over non-empty buckets == (c_r / max c)**(1/tau) normalised;
+        # c == 0 gives 0 directly, and dividing by the row max keeps it in [0, 1] (no overflow).
+        cmax = c.max(axis=1, keepdims=True)
+        w = c / np.where(cmax > 0.0, cmax, 1.0)
+        if self._tau != 1.0:
+            np.power(w, 1.0 / self._tau, out=w)
+        wsum = w.sum(axis=1, keepdims=True)
+        w /= np.where(wsum > 0.0, wsum, 1.0)
+        return MemoryReadout(weights=w, y_bar=y_bar, y_bar_base=y_bar_base, count=c)
+
+    def compensate(self, keys: Any, y_base: Any) -> np.ndarray:
+        """Error-compensated predictions ``clip(y_base + lam * y_err, 0, 1)``, shape ``(n,)``.
+
+        Rows whose buckets are all empty (and every row when ``lam == 0``) return ``y_base``
+        unchanged, as float64.
+        """
+        k = self._keys(keys)
+        yb = self._values("y_base", y_base, k.shape[0])
+        if self._lam == 0.0 or k.shape[0] == 0:
+            return yb.copy()
+        ro = self._read(self._index(k))
+        y_bar, y_bar_base = ro.pooled()
+        y_err = self._gamma * y_bar - yb
+        if self._gamma != 1.0:
+            y_err += (1.0 - self._gamma) * y_bar_base
+        out = np.clip(yb + self._lam * y_err, 0.0, 1.0)
+        return np.where(ro.hit, out, yb)
+
+    def reset(self) -> None:
+        """Forget everything (call when the base model is retrained); keeps the hyperplanes."""
+        self._table.fill(0.0)
+        if self._stamp is not None:
+            self._stamp.fill(0.0)
+        self._clock = 0.0
+        self._n_written = 0
+
+    # ------------------------------------------------------------------ persistence
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (without the projections) as plain Python values."""
+        return {
+            "key_dim": self._key_dim,
+            "n_bits": self._n_bits,
+            "n_arrays": self._n_arrays,
+            "gamma": self._gamma,
+            "lam": self._lam,
+            "tau": self._tau,
+            "sigma": self._sigma,
+            "half_life": self._half_life,
+            "seed": self._seed,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Copy of the full state: ``config`` (dict), numpy arrays and the clock counters."""
+        return {
+            "config": self.config(),
+            "projections": self._proj.copy(),
+            "table": self._table.copy(),
+            "stamp": None if self._stamp is None else self._stamp.copy(),
+            "clock": self._clock,
+            "n_written": self._n_written,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a ``state_dict()``; shapes must match this memory's key_dim, L and R.
+
+        Hyperparameters (gamma, lam, tau, sigma, half_life, seed) are taken from the state.
+        """
+        try:
+            cfg = dict(state["config"])
+            proj = np.asarray(state["projections"], dtype=np.float32)
+            table = np.asarray(state["table"], dtype=np.float64)
+            stamp = state["stamp"]
+            clock = float(state["clock"])
+            n_written = int(state["n_written"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(
+                f"not an ErrorMemory state_dict ({exc!r}); pass the dict from state_dict()"
+            ) from exc
+        mine = (self._key_dim, self._n_bits, self._n_arrays)
+        theirs = (cfg.get("key_dim"), cfg.get("n_bits"), cfg.get("n_arrays"))
+        if mine != theirs:
+            raise ValueError(
+                f"state is for (key_dim, n_bits, n_arrays) = {theirs}, this memory is {mine}; "
+                f"use ErrorMemory.from_state_dict(state) to build a matching one"
+            )
+        fresh = ErrorMemory(**cfg, projections=proj)  # validates config and projections
+        if table.shape != fresh._table.shape:
+            raise ValueError(f"table has shape {table.shape}, expected {fresh._table.shape}")
+        if (stamp is None) != (fresh._stamp is None):
+            raise ValueError("stamp must be present exactly when half_life is set")
+        fresh._table[...] = table
+        if stamp is not None:
+            stamp = np.asarray(stamp, dtype=np.float64)
+            if stamp.shape != fresh._stamp.shape:
+                raise ValueError(f"stamp has shape {stamp.shape}, expected {fresh._stamp.shape}")
+            fresh._stamp[...] = stamp
+        fresh._clock = clock
+        fresh._n_written = n_written
+        self.__dict__.update(fresh.__dict__)
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> ErrorMemory:
+        """Build a memory from a ``state_dict()``."""
+        try:
+            cfg = state["config"]
+            mem = cls(**cfg, projections=state["projections"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(
+                f"not an ErrorMemory state_dict ({exc!r}); pass the dict from state_dict()"
+            ) from exc
+        mem.load_state_dict(state)
+        return mem

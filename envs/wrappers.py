@@ -1,0 +1,36 @@
+"""``ScoreActionWrapper``: act with one score per candidate; the slate is the top K.
+
+Generic RL libraries (RLlib, Stable-Baselines3) handle ``Box`` actions far better than a
+``MultiDiscrete`` with a distinctness constraint. With this wrapper the action is ``Box(N)``
+of scores and the env serves the K best-scored candidates in descending order, so every action
+is a valid slate of distinct items. Ties break toward the lower index.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+
+class ScoreActionWrapper(gym.ActionWrapper):
+    def __init__(self, env: gym.Env, score_bound: float = 10.0):
+        super().__init__(env)
+        base = env.unwrapped
+        self._n = base.config.n_candidates
+        self._k = base.config.slate_size
+        self.action_space = gym.spaces.Box(-score_bound, score_bound, (self._n,), np.float32)
+
+    def action(self, scores):
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.shape != (self._n,):
+            raise ValueError(f"scores have shape {scores.shape}, expected ({self._n},): "
+                             "one score per candidate")
+        if not np.all(np.isfinite(scores)):
+            raise ValueError("scores contain NaN or inf; give every candidate a finite score")
+        return top_k_slate(scores[None, :], self._k)[0]
+
+
+def top_k_slate(scores: np.ndarray, k: int) -> np.ndarray:
+    """(B, N) scores -> (B, K) indices of the K highest, best first (stable on ties)."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    return order[:, :k].astype(np.int64)
