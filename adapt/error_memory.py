@@ -126,6 +126,21 @@ def _check_unit(name: str, value: float) -> float:
     return value
 
 
+def _int_power_inplace(x: np.ndarray, k: int, tmp: np.ndarray) -> None:
+    """``x **= k`` for an integer ``k >= 1`` by repeated squaring (np.power with a float
+    exponent costs several times more; 1/tau is an integer for the usual tau = 0.1)."""
+    if k == 1:
+        return
+    np.copyto(tmp, x)  # tmp = x ** (2**i) as the bits of k are consumed
+    k -= 1  # x already holds one factor
+    while k:
+        if k & 1:
+            x *= tmp
+        k >>= 1
+        if k:
+            tmp *= tmp
+
+
 class ErrorMemory:
     """ReLoop2 error memory (see the module docstring for the sketch and the formulas).
 
@@ -211,6 +226,7 @@ class ErrorMemory:
             np.zeros(self._n_arrays * n_buckets, dtype=np.float64) if half_life else None
         )
         self._clock = 0.0  # samples offered to write() since reset (drives the decay)
+        self._work: dict[str, np.ndarray] = {}  # scratch buffers, see chunk_rows
         self._n_written = 0  # samples actually stored (after the sigma filter)
 
     # ------------------------------------------------------------------ hyperparameters
@@ -341,24 +357,52 @@ class ErrorMemory:
         return v
 
     # ------------------------------------------------------------------ core
+    # Every batch is processed in chunks of at most `chunk_rows` rows whose temporaries live in
+    # scratch buffers kept between calls. Why: a batch of 4096 keys needs ~10 MB of temporaries;
+    # allocated afresh on every call they come from mmap and their page faults cost more than
+    # the arithmetic (measured: 2x slower reads). Chunking also bounds the scratch size for huge
+    # batches. Consequence: one instance must not be used from several threads at once.
+    chunk_rows = 4096
+
+    def _scratch(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A reusable buffer of at least prod(shape) elements, returned as a view of `shape`."""
+        size = math.prod(shape)
+        buf = self._work.get(name)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = np.empty(max(size, 1), dtype=dtype)
+            self._work[name] = buf
+        return buf[:size].reshape(shape)
+
     def _index(self, keys32: np.ndarray) -> np.ndarray:
-        """``(n, R)`` flat bucket indices: one matmul, sign bits, one dot with powers of two."""
-        n = keys32.shape[0]
-        bits = (keys32 @ self._proj) > 0.0  # (n, R*L)
-        packed = bits.reshape(n * self._n_arrays, self._n_bits).astype(np.float32) @ self._pow2
-        idx = packed.astype(np.intp).reshape(n, self._n_arrays)
+        """``(m, R)`` flat bucket indices of one chunk (a scratch buffer, valid until the next
+        call): one matmul, sign bits, one float32 dot with powers of two."""
+        m = keys32.shape[0]
+        r, L = self._n_arrays, self._n_bits
+        z = self._scratch("z", (m, r * L), np.float32)
+        np.matmul(keys32, self._proj, out=z)
+        np.greater(z, 0.0, out=z, casting="unsafe")  # sign bits as 0.0 / 1.0, in place
+        packed = self._scratch("packed", (m * r,), np.float32)
+        np.matmul(z.reshape(m * r, L), self._pow2, out=packed)  # exact: integers < 2**24
+        idx = self._scratch("idx", (m, r), np.intp)
+        np.copyto(idx.reshape(-1), packed, casting="unsafe")
         idx += self._offsets
         return idx
 
     def bucket_index(self, keys: Any) -> np.ndarray:
         """Bucket of each key in each array, shape ``(n, R)``, values in ``0 .. 2**L - 1``."""
-        return self._index(self._keys(keys)) - self._offsets
+        k = self._keys(keys)
+        out = np.empty((k.shape[0], self._n_arrays), dtype=np.intp)
+        for lo in range(0, k.shape[0], self.chunk_rows):
+            hi = min(lo + self.chunk_rows, k.shape[0])
+            np.subtract(self._index(k[lo:hi]), self._offsets, out=out[lo:hi])
+        return out
 
     def write(self, keys: Any, y: Any, y_base: Any) -> int:
         """Store labelled samples; returns how many were stored (after the sigma filter).
 
         keys: ``(n, key_dim)``; y: ``(n,)`` observed labels; y_base: ``(n,)`` the base model's
-        predictions for those samples (made when they were served).
+        predictions for those samples (made when they were served). With ``half_life`` the whole
+        batch counts as written at the same instant (after the decay of its ``n`` samples).
         """
         k = self._keys(keys)
         n = k.shape[0]
@@ -372,51 +416,85 @@ class ErrorMemory:
                 k, yv, yb = k[keep], yv[keep], yb[keep]
         now = self._clock + n
         self._clock = now
-        m = k.shape[0]
-        if m == 0:
-            return 0
-        flat = self._index(k).ravel()  # sample-major: sample i owns entries i*R .. i*R+R-1
+        m_total = k.shape[0]
         cnt, sum_y, sum_b = self._flat
+        r = self._n_arrays
+        for lo in range(0, m_total, self.chunk_rows):
+            hi = min(lo + self.chunk_rows, m_total)
+            m = hi - lo
+            flat = self._index(k[lo:hi]).reshape(-1)  # sample-major: sample i owns i*R..i*R+R-1
+            if self._stamp is not None:
+                # Lazy exact decay: bring the touched buckets to `now` before adding. Duplicate
+                # indices put the same value (computed from the old one): idempotent per bucket.
+                factor = self._scratch("factor", (m * r,), np.float64)
+                tmp = self._scratch("tmp", (m * r,), np.float64)
+                self._stamp.take(flat, out=factor)
+                factor -= now
+                factor /= self._half_life
+                np.exp2(factor, out=factor)
+                for arr in (cnt, sum_y, sum_b):
+                    arr.take(flat, out=tmp)
+                    tmp *= factor
+                    arr.put(flat, tmp)
+                self._stamp.put(flat, now)
+            vals = self._scratch("vals", (m, r), np.float64)
+            np.add.at(cnt, flat, 1.0)
+            vals[...] = yv[lo:hi, None]
+            np.add.at(sum_y, flat, vals.reshape(-1))
+            vals[...] = yb[lo:hi, None]
+            np.add.at(sum_b, flat, vals.reshape(-1))
+        self._n_written += m_total
+        return m_total
+
+    def _readout_chunk(
+        self,
+        flat: np.ndarray,
+        w: np.ndarray,
+        y_bar: np.ndarray,
+        y_bar_base: np.ndarray,
+        c: np.ndarray,
+    ) -> None:
+        """Fill the ``(m, R)`` outputs for the flat bucket indices of one chunk."""
+        cnt, sum_y, sum_b = self._flat
+        tiny = np.finfo(np.float64).tiny
+        cnt.take(flat, out=c)
+        sum_y.take(flat, out=y_bar)
+        sum_b.take(flat, out=y_bar_base)
+        # Bucket means from the stored numbers: decay scales sums and count alike. An empty
+        # bucket has sums 0, so dividing by max(c, tiny) gives 0 there, never NaN.
+        np.maximum(c, tiny, out=w)
+        y_bar /= w
+        y_bar_base /= w
         if self._stamp is not None:
-            # Lazy exact decay: bring the touched buckets to `now` before adding. Duplicate
-            # indices in `flat` assign the same value (computed from the old one), so this is
-            # idempotent per bucket.
-            factor = np.exp2((self._stamp[flat] - now) / self._half_life)
-            cnt[flat] = cnt[flat] * factor
-            sum_y[flat] = sum_y[flat] * factor
-            sum_b[flat] = sum_b[flat] * factor
-            self._stamp[flat] = now
-        np.add.at(cnt, flat, 1.0)
-        np.add.at(sum_y, flat, np.repeat(yv, self._n_arrays))
-        np.add.at(sum_b, flat, np.repeat(yb, self._n_arrays))
-        self._n_written += m
-        return m
+            self._stamp.take(flat, out=w)
+            w -= self._clock
+            w /= self._half_life
+            np.exp2(w, out=w)
+            c *= w  # decayed counts
+        # softmax_r(log(c_r) / tau) over non-empty buckets == (c_r / max_r c)**(1/tau),
+        # normalised: c == 0 gives weight 0 directly, and the ratio in [0, 1] cannot overflow.
+        cmax = c.max(axis=1, keepdims=True)
+        np.maximum(cmax, tiny, out=cmax)
+        np.divide(c, cmax, out=w)
+        inv_tau = 1.0 / self._tau
+        if inv_tau.is_integer() and inv_tau <= 64:
+            _int_power_inplace(w, int(inv_tau), self._scratch("pow", w.shape, np.float64))
+        else:
+            np.power(w, inv_tau, out=w)
+        wsum = w.sum(axis=1, keepdims=True)
+        np.maximum(wsum, tiny, out=wsum)  # rows without any hit stay all-zero
+        w /= wsum
 
     def read(self, keys: Any) -> MemoryReadout:
         """Per-array read-out and attention weights for ``(n, key_dim)`` query keys."""
         k = self._keys(keys)
-        return self._read(self._index(k))
-
-    def _read(self, flat: np.ndarray) -> MemoryReadout:
-        cnt, sum_y, sum_b = self._flat
-        c = cnt.take(flat)
-        sy = sum_y.take(flat)
-        sb = sum_b.take(flat)
-        # bucket means: decay scales sums and count alike, so stored values give the means
-        inv = np.divide(1.0, c, out=np.zeros_like(c), where=c > 0.0)
-        y_bar = sy * inv
-        y_bar_base = sb * inv
-        if self._stamp is not None:
-            c = c * np.exp2((self._stamp.take(flat) - self._clock) / self._half_life)
-        # softmax_r(log(c_r) / tau) over non-empty buckets == (c_r / max c)**(1/tau) normalised;
-        # c == 0 gives 0 directly, and dividing by the row max keeps it in [0, 1] (no overflow).
-        cmax = c.max(axis=1, keepdims=True)
-        w = c / np.where(cmax > 0.0, cmax, 1.0)
-        if self._tau != 1.0:
-            np.power(w, 1.0 / self._tau, out=w)
-        wsum = w.sum(axis=1, keepdims=True)
-        w /= np.where(wsum > 0.0, wsum, 1.0)
-        return MemoryReadout(weights=w, y_bar=y_bar, y_bar_base=y_bar_base, count=c)
+        n, r = k.shape[0], self._n_arrays
+        w, yb_, ybb, c = (np.empty((n, r), dtype=np.float64) for _ in range(4))
+        for lo in range(0, n, self.chunk_rows):
+            hi = min(lo + self.chunk_rows, n)
+            flat = self._index(k[lo:hi])
+            self._readout_chunk(flat, w[lo:hi], yb_[lo:hi], ybb[lo:hi], c[lo:hi])
+        return MemoryReadout(weights=w, y_bar=yb_, y_bar_base=ybb, count=c)
 
     def compensate(self, keys: Any, y_base: Any) -> np.ndarray:
         """Error-compensated predictions ``clip(y_base + lam * y_err, 0, 1)``, shape ``(n,)``.
@@ -426,15 +504,25 @@ class ErrorMemory:
         """
         k = self._keys(keys)
         yb = self._values("y_base", y_base, k.shape[0])
-        if self._lam == 0.0 or k.shape[0] == 0:
-            return yb.copy()
-        ro = self._read(self._index(k))
-        y_bar, y_bar_base = ro.pooled()
-        y_err = self._gamma * y_bar - yb
-        if self._gamma != 1.0:
-            y_err += (1.0 - self._gamma) * y_bar_base
-        out = np.clip(yb + self._lam * y_err, 0.0, 1.0)
-        return np.where(ro.hit, out, yb)
+        n, r = k.shape[0], self._n_arrays
+        out = yb.copy()
+        if self._lam == 0.0 or n == 0:
+            return out
+        y_mem = np.empty(n, dtype=np.float64)  # gamma * y_bar + (1 - gamma) * y_bar_base
+        hit = np.empty(n, dtype=bool)
+        for lo in range(0, n, self.chunk_rows):
+            hi = min(lo + self.chunk_rows, n)
+            m = hi - lo
+            w, ybar, ybarb, c = (self._scratch(nm, (m, r), np.float64) for nm in "wabc")
+            self._readout_chunk(self._index(k[lo:hi]), w, ybar, ybarb, c)
+            if self._gamma != 1.0:
+                ybar *= self._gamma
+                ybar += (1.0 - self._gamma) * ybarb
+            np.einsum("nr,nr->n", w, ybar, out=y_mem[lo:hi])
+            np.greater(c.max(axis=1), 0.0, out=hit[lo:hi])
+        comp = np.clip(yb + self._lam * (y_mem - yb), 0.0, 1.0)
+        np.copyto(out, comp, where=hit)
+        return out
 
     def reset(self) -> None:
         """Forget everything (call when the base model is retrained); keeps the hyperplanes."""

@@ -28,8 +28,8 @@ class WorldConfig:
     feature_noise: float = 0.3  # std of the fixed per-entity noise on those projections
 
     # --- click model -------------------------------------------------------------------------
-    affinity_scale: float = 3.0  # weight of the true affinity u.v in the attraction logit
-    attraction_bias: float = -1.0  # base logit of attraction
+    affinity_scale: float = 1.5  # weight of the true affinity u.v in the attraction logit
+    attraction_bias: float = -2.5  # base logit of attraction
     quality_std: float = 0.5  # std of the per-item quality bias b_j
     topic_pop_scale: float = 0.6  # std of the topic popularity term
     position_bias: float = 0.8  # examination(k) = (k+1)^-(position_bias * s_i)
@@ -38,7 +38,7 @@ class WorldConfig:
     cascade_stop: float = 0.0  # probability the user stops examining after a click
 
     # --- conversions -------------------------------------------------------------------------
-    conversion_bias: float = -1.5  # logit of a purchase given a click ...
+    conversion_bias: float = -2.0  # logit of a purchase given a click ...
     conversion_gain: float = 1.0  # ... plus this times the true affinity logit
     conversion_delay_mean: float = 500.0  # mean delay (ticks) of an exponential delay
     conversion_weight: float = 1.0  # reward of a conversion relative to a click

@@ -6,7 +6,7 @@ name               what drifts
 ``stationary``     nothing: tastes, topics and catalog are fixed (the control)
 ``gradual``        every user's taste follows an Ornstein-Uhlenbeck walk; topic trends and a
                    population-wide taste offset move slowly
-``abrupt-shift``   at tick 20,000 (and 60,000) topic popularity is reshuffled and 70% of users
+``abrupt-shift``   at tick 20,000 (and 60,000) topic popularity is reshuffled and 80% of users
                    switch to a new taste
 ``periodic``       a daily cycle (10,000 ticks) of topic trends
 ``churn``          every 1,000 ticks the oldest 3% of items retire and cold new items arrive
@@ -32,7 +32,7 @@ SCENARIOS: dict[str, dict] = {
     ),
     "abrupt-shift": dict(
         abrupt_times=(20_000, 60_000),
-        abrupt_user_share=0.7,
+        abrupt_user_share=0.8,
         abrupt_topic_reshuffle=True,
         topic_pop_scale=1.0,
     ),
@@ -58,7 +58,7 @@ SCENARIOS: dict[str, dict] = {
 DESCRIPTIONS: dict[str, str] = {
     "stationary": "no drift at all (the control)",
     "gradual": "tastes random-walk; topic trends and a population offset move slowly",
-    "abrupt-shift": "topic popularity reshuffled and 70% of users switch taste at 20k and 60k",
+    "abrupt-shift": "topic popularity reshuffled and 80% of users switch taste at 20k and 60k",
     "periodic": "daily cycle of topic trends (period 10k requests)",
     "churn": "oldest 3% of items replaced by cold ones every 1k requests",
     "mixed": "everything at milder rates + consumption feedback, cascade, recall shift",

@@ -175,24 +175,38 @@ class World:
         u_eff = self.user_u[users] + self.drift.offset
         cands = self._recall(users, u_eff)
 
-        # truth for every candidate: attraction and conversion probability
+        topics, logit, pconv = self._candidate_truth(users, u_eff, cands)
+        self._req_users = users
+        self._req_ticks = ticks
+        self._req_gap = gap
+        self._req_cands = cands
+        self._req_topics = topics
+        self._req_attraction = _sigmoid(logit)
+        self._req_logit = logit
+        self._req_pconv = pconv
+        self._req_u_eff = u_eff
+        self._obs: dict[str, np.ndarray] | None = None
+
+    def _candidate_truth(self, users, u_eff, cands):
+        """Topics, true attraction logits and conversion probabilities of candidates (B, N)."""
+        c = self.config
         topics = self.item_topic[cands]
         core = np.einsum("bd,bnd->bn", u_eff, self.item_v[cands]) * self._k_aff
         logit = core + self.item_quality[cands] + self.drift.topic_term[topics] + np.float32(
             c.attraction_bias)
         if c.boredom_gain > 0:
             logit -= np.take_along_axis(self.user_boredom[users], topics, axis=1)
-        self._req_users = users
-        self._req_ticks = ticks
-        self._req_gap = gap
-        self._req_cands = cands
-        self._req_topics = topics
-        self._req_attraction = _sigmoid(logit).astype(np.float32)
-        self._req_logit = logit.astype(np.float32)
-        self._req_pconv = _sigmoid(c.conversion_bias + c.conversion_gain * core).astype(
-            np.float32)
-        self._req_u_eff = u_eff
-        self._obs: dict[str, np.ndarray] | None = None
+        pconv = _sigmoid(c.conversion_bias + c.conversion_gain * core)
+        return topics, logit.astype(np.float32), pconv.astype(np.float32)
+
+    def reference_for(self, users: np.ndarray, cands: np.ndarray) -> np.ndarray:
+        """Greedy-on-truth reference slates for given users and candidate *slots* under the
+        world's current state (pure; for tests and analysis of drift)."""
+        c = self.config
+        u_eff = self.user_u[users] + self.drift.offset
+        topics, logit, pconv = self._candidate_truth(users, u_eff, cands)
+        value = _sigmoid(logit) * (1.0 + c.conversion_weight * pconv)
+        return cm.greedy_reference(value, topics, c.slate_size, c.repeat_penalty, c.contrast)
 
     def _recall(self, users: np.ndarray, u_eff: np.ndarray) -> np.ndarray:
         """N distinct candidate slots per request: relevance-sampled + random, shuffled.

@@ -10,7 +10,10 @@ subset that covers the same effects:
 - user x item interaction (elementwise product): affinity is bilinear, which a small MLP
   over a concatenation learns slowly;
 - self-attention over the slate (who else is shown, anywhere);
-- Bi-GRU over the slate (what was shown *above* and *below*, in order: repeated topics);
+- Bi-GRU over the slate (what was shown *above* and *below*, in order);
+- pairwise channel: learned item-item similarities to the items shown above and below (max
+  and mean), which is how "this topic was already shown higher" becomes visible; attention and
+  GRU can represent it too, but learn it slowly from logged clicks;
 - slate mean (sum-pooling channel: the overall mood of the list).
 
 ``hidden()`` exposes the last hidden vector per position, the key of ReLoop2's error memory.
@@ -54,8 +57,10 @@ class ListwiseEvaluator(nn.Module):
             )
             self.attn_norm = nn.LayerNorm(h)
             self.gru = nn.GRU(h, h // 2, batch_first=True, bidirectional=True)
+            self.pair_proj = nn.Linear(h, h)
+            self.pair_out = nn.Linear(4 * config.heads, h)
             self.mix = nn.Sequential(
-                nn.Linear(5 * h, h),
+                nn.Linear(6 * h, h),
                 nn.ReLU(),
                 nn.Dropout(config.dropout),
                 nn.Linear(h, h),
@@ -113,9 +118,26 @@ class ListwiseEvaluator(nn.Module):
         seq, _ = self.gru(tok)
         pooled = tok.mean(dim=1, keepdim=True).expand_as(tok)
         inter = (u * it) / math.sqrt(self.config.hidden)
-        hid = self.mix(torch.cat([tok, att, seq, pooled, inter], dim=-1))
+        pair = self.pair_out(self._pairwise(it))
+        hid = self.mix(torch.cat([tok, att, seq, pooled, inter, pair], dim=-1))
         logit = (self.out(hid) + self.affinity(inter)).squeeze(-1) + self.pos_bias[:k]
         return hid, logit
+
+    def _pairwise(self, it: torch.Tensor) -> torch.Tensor:
+        """Max and mean similarity of each item to those above / below it: (B, K, 4*heads)."""
+        b, k, h = it.shape
+        heads = self.config.heads
+        p = self.pair_proj(it).view(b, k, heads, h // heads).transpose(1, 2)  # (B, h, K, d)
+        sim = p @ p.transpose(-1, -2) / math.sqrt(h // heads)  # (B, heads, K, K)
+        above = torch.ones(k, k, dtype=torch.bool, device=it.device).tril(-1)  # [i, j]: j < i
+        feats = []
+        for mask in (above, above.T):
+            n = mask.sum(-1).clamp(min=1)
+            mx = sim.masked_fill(~mask, float("-inf")).amax(-1)
+            mx = torch.where(mask.any(-1), mx, torch.zeros_like(mx))
+            mean = sim.masked_fill(~mask, 0.0).sum(-1) / n
+            feats += [mx, mean]
+        return torch.cat(feats, dim=1).transpose(1, 2)  # (B, K, 4*heads)
 
     def logits(self, user, items, item_ids=None) -> torch.Tensor:
         """Per-position click logits (B, K)."""

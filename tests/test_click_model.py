@@ -1,0 +1,86 @@
+"""The click model behaves as specified: position bias, topic context, cascade, truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from driftrank.envs import click_model as cm
+from driftrank.envs import make_config
+from driftrank.envs.world import World
+
+
+def test_examination_falls_with_position():
+    exam = cm.examination(np.array([0.5, 1.0, 1.5]), 10, 0.8)
+    assert np.all(np.diff(exam, axis=1) < 0)
+    assert np.allclose(exam[:, 0], 1.0)
+    assert np.all(exam[2, 1:] < exam[0, 1:])  # more sensitive users look less far down
+
+
+def test_expected_clicks_fall_with_position_in_the_world():
+    world = World(make_config("stationary", n_users=2000, n_items=1000), 4000, seed=1)
+    rng = np.random.default_rng(0)
+    slates = np.argsort(rng.random((4000, 50)), axis=1)[:, :10]  # random slates
+    _, p_marg, _ = world._slate_truth(slates, np.ones_like(slates, bool))
+    per_position = p_marg.mean(axis=0)
+    assert np.all(np.diff(per_position) < 0)
+
+
+def test_repeating_one_topic_earns_fewer_clicks_than_a_diverse_slate():
+    k = 10
+    exam = cm.examination(np.ones(1), k, 0.8)
+    attraction = np.full((1, k), 0.4, np.float32)  # equally attractive items
+    same_topic = np.zeros((1, k), np.int64)
+    diverse = np.arange(k)[None, :]
+    p_same = cm.slate_click_probs(exam, attraction, same_topic, 0.5, 0.2)
+    p_diverse = cm.slate_click_probs(exam, attraction, diverse, 0.5, 0.2)
+    assert p_same.sum() < 0.5 * p_diverse.sum()
+    # the first slot only loses the contrast share; later slots lose repeat_penalty^j too
+    assert p_same[0, 0] == pytest.approx(exam[0, 0] * 0.4 * 0.8)
+    assert p_same[0, 3] == pytest.approx(exam[0, 3] * 0.4 * 0.5**3 * 0.8)
+
+
+def test_context_factor_by_hand():
+    topics = np.array([[1, 2, 1, -1, 3]])
+    f = cm.context_factor(topics, repeat_penalty=0.5, contrast=0.2)
+    # slot 0: one neighbour, differs -> 1; slot 2: one repeat above, both neighbours shown
+    # (topic 2 differs, slot 3 empty so only one neighbour) -> 0.5 * 1
+    assert f[0, 0] == pytest.approx(1.0)
+    assert f[0, 2] == pytest.approx(0.5)
+    assert f[0, 4] == pytest.approx(1.0)  # only neighbour is empty -> counts as contrast
+
+
+def test_greedy_on_truth_beats_random_by_a_wide_margin():
+    world = World(make_config("stationary"), 2000, seed=2)
+    rng = np.random.default_rng(1)
+    random_slates = np.argsort(rng.random((2000, 50)), axis=1)[:, :10]
+    greedy = world.reference_slates()
+    ratio = world.expected_reward(greedy).mean() / world.expected_reward(random_slates).mean()
+    assert ratio > 1.8
+    assert len({tuple(s) for s in greedy.tolist()}) > 1000
+    assert all(len(set(s)) == 10 for s in greedy.tolist())
+
+
+def test_sampled_click_rates_match_the_reported_truth_with_cascade():
+    b, k = 200_000, 5
+    rng = np.random.default_rng(0)
+    p = np.tile(np.array([[0.6, 0.5, 0.4, 0.3, 0.2]], np.float32), (b, 1))
+    stop = 0.5
+    clicks = cm.sample_clicks(p, stop, rng.random((b, k), np.float32),
+                              rng.random((b, k), np.float32))
+    marginal = cm.marginal_click_probs(p[:1], stop)[0]
+    np.testing.assert_allclose(clicks.mean(axis=0), marginal, atol=0.006)
+    assert marginal[1] == pytest.approx(0.5 * (1 - 0.5 * 0.6))
+
+
+def test_world_click_frequencies_match_truth():
+    world = World(make_config("stationary", n_users=500, n_items=400, cascade_stop=0.3),
+                  2000, seed=4)
+    slates = np.tile(np.arange(10), (2000, 1))
+    clicks, probs = [], []
+    for _ in range(20):
+        out = world.serve(slates)
+        clicks.append(out["clicks"])
+        probs.append(out["truth"]["click_probs"])
+    clicks, probs = np.concatenate(clicks), np.concatenate(probs)
+    np.testing.assert_allclose(clicks.mean(axis=0), probs.mean(axis=0), atol=0.01)
