@@ -22,7 +22,8 @@ def validate_slates(action, batch: int, n: int, k: int, strict: bool) -> np.ndar
     try:
         arr = np.asarray(action)
     except Exception as exc:  # ragged nested lists and the like
-        raise ValueError(f"action could not be read as an array of shape {expected}: {exc}") from exc
+        raise ValueError(
+            f"action could not be read as an array of shape {expected}: {exc}") from exc
     if arr.dtype.kind not in "iu":
         if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(
                 arr == np.round(arr)):

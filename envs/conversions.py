@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .types import Conversions
-
 from .types import FIELDS as _FIELDS
+from .types import Conversions
 
 
 class ConversionQueue:

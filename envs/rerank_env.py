@@ -38,16 +38,18 @@ class RerankEnv(gym.Env):
 
     A `Dict` (all bounds finite):
 
-    | key             | space                          | content                                   |
-    |-----------------|--------------------------------|-------------------------------------------|
-    | `user`          | `Box(-10, 10, (Fu,), float32)` | noisy projection of the user's taste,     |
-    |                 |                                | topic histogram of recent clicks, activity|
-    | `candidates`    | `Box(-10, 10, (N, Fi), float32)`| topic one-hot, noisy item latent, log     |
-    |                 |                                | impressions, smoothed CTR, freshness      |
-    | `candidate_ids` | `Box(0, 2**62, (N,), int64)`   | catalog ids (new ids appear with churn)   |
-    | `context`       | `Box(-10, 10, (4,), float32)`  | time of day (sin, cos), activity, log gap |
-    |                 |                                | since the user's previous visit           |
-    | `user_id`       | `Box(0, U - 1, (), int64)`     | the requesting user                       |
+    | key             | space                    | content                                     |
+    |-----------------|--------------------------|---------------------------------------------|
+    | `user`          | `Box(-10, 10, (Fu,))`    | noisy projection of the user's taste, topic |
+    |                 |                          | histogram of recent clicks, activity        |
+    | `candidates`    | `Box(-10, 10, (N, Fi))`  | topic one-hot, noisy item latent, log       |
+    |                 |                          | impressions, smoothed CTR, freshness        |
+    | `candidate_ids` | `Box(0, 2**62, (N,))`    | catalog ids (new ids appear with churn)     |
+    | `context`       | `Box(-10, 10, (4,))`     | time of day (sin, cos), activity, log gap   |
+    |                 |                          | since the user's previous visit             |
+    | `user_id`       | `Box(0, U - 1, ())`      | the requesting user                         |
+
+    Features are float32, ids int64.
 
     With defaults Fu = obs_dim + T + 1 = 29 and Fi = T + obs_dim + 3 = 31. Agents see only noisy
     partial features: the true latent vectors never leave the world.
@@ -127,7 +129,8 @@ class RerankEnv(gym.Env):
         **world_overrides: Any,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode={render_mode!r}; supported: {self.metadata['render_modes']}")
+            raise ValueError(
+                f"render_mode={render_mode!r}; supported: {self.metadata['render_modes']}")
         self.config = make_config(scenario, **world_overrides)
         self.strict = bool(strict)
         self.with_truth = bool(with_truth)

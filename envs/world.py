@@ -173,9 +173,10 @@ class World:
         self.user_last_seen[users] = ticks
 
         u_eff = self.user_u[users] + self.drift.offset
-        cands = self._recall(users, u_eff)
+        affinity = (u_eff @ self.item_v.T) * self._k_aff  # (B, M): one GEMM beats gathers
+        cands = self._recall(affinity)
 
-        topics, logit, pconv = self._candidate_truth(users, u_eff, cands)
+        topics, logit, pconv = self._candidate_truth(users, affinity, cands)
         self._req_users = users
         self._req_ticks = ticks
         self._req_gap = gap
@@ -187,15 +188,18 @@ class World:
         self._req_u_eff = u_eff
         self._obs: dict[str, np.ndarray] | None = None
 
-    def _candidate_truth(self, users, u_eff, cands):
-        """Topics, true attraction logits and conversion probabilities of candidates (B, N)."""
+    def _candidate_truth(self, users, affinity, cands):
+        """Topics, true attraction logits and conversion probabilities of candidates (B, N).
+
+        ``affinity`` is the (B, M) matrix of scaled true affinities u.v for the whole catalog.
+        """
         c = self.config
         topics = self.item_topic[cands]
-        core = np.einsum("bd,bnd->bn", u_eff, self.item_v[cands]) * self._k_aff
+        core = cm.gather_rows(affinity, cands)
         logit = core + self.item_quality[cands] + self.drift.topic_term[topics] + np.float32(
             c.attraction_bias)
         if c.boredom_gain > 0:
-            logit -= np.take_along_axis(self.user_boredom[users], topics, axis=1)
+            logit -= cm.gather_rows(self.user_boredom[users], topics)
         pconv = _sigmoid(c.conversion_bias + c.conversion_gain * core)
         return topics, logit.astype(np.float32), pconv.astype(np.float32)
 
@@ -203,12 +207,12 @@ class World:
         """Greedy-on-truth reference slates for given users and candidate *slots* under the
         world's current state (pure; for tests and analysis of drift)."""
         c = self.config
-        u_eff = self.user_u[users] + self.drift.offset
-        topics, logit, pconv = self._candidate_truth(users, u_eff, cands)
+        affinity = ((self.user_u[users] + self.drift.offset) @ self.item_v.T) * self._k_aff
+        topics, logit, pconv = self._candidate_truth(users, affinity, cands)
         value = _sigmoid(logit) * (1.0 + c.conversion_weight * pconv)
         return cm.greedy_reference(value, topics, c.slate_size, c.repeat_penalty, c.contrast)
 
-    def _recall(self, users: np.ndarray, u_eff: np.ndarray) -> np.ndarray:
+    def _recall(self, affinity: np.ndarray) -> np.ndarray:
         """N distinct candidate slots per request: relevance-sampled + random, shuffled.
 
         Each request reads a window of one fresh random permutation of the catalog (distinct
@@ -219,25 +223,25 @@ class World:
         """
         c = self.config
         g = self.rng["recall"]
-        b, m = users.size, c.n_items
+        b, m = affinity.shape
         n_rel = self.drift.n_relevance
         n_pool = n_rel * c.recall_pool_factor
         length = n_pool + c.n_candidates - n_rel
         perm = g.permutation(m)
         offsets = g.integers(m, size=b)
-        window = perm[(offsets[:, None] + np.arange(length)) % m]
+        window = np.concatenate([perm, perm[:length]])[offsets[:, None] + np.arange(length)]
         noise = g.standard_normal((b, n_pool)).astype(np.float32)
         column_order = g.permutation(c.n_candidates)
         if n_rel == 0:
             return window[:, column_order]
         pool = window[:, :n_pool]
         topic = self.item_topic[pool]
-        score = np.einsum("bd,bnd->bn", u_eff, self.item_v[pool]) * self._k_aff
+        score = cm.gather_rows(affinity, pool)
         score += self.drift.topic_term[topic] + self.drift.recall_topic_bias[topic]
         score += np.float32(c.recall_noise) * noise
         if n_rel < n_pool:
             top = np.argpartition(-score, n_rel - 1, axis=1)[:, :n_rel]
-            relevant = np.take_along_axis(pool, top, axis=1)
+            relevant = cm.gather_rows(window, top)  # top < n_pool: same as indexing pool
         else:
             relevant = pool
         cands = np.concatenate([relevant, window[:, n_pool:]], axis=1)
@@ -261,14 +265,7 @@ class World:
         user[:, -1] = activity
         np.clip(user, -FEATURE_BOUND, FEATURE_BOUND, out=user)
 
-        s = self.item_static.shape[1]
-        feats = np.empty((*cands.shape, c.item_feature_dim), np.float32)
-        feats[..., :s] = self.item_static[cands]
-        impressions = self.item_impressions[cands]
-        feats[..., s] = np.log1p(impressions) / 10.0
-        feats[..., s + 1] = 5.0 * (self.item_clicks[cands] + 1.0) / (impressions + 20.0)
-        age = (self.tick - self.item_born[cands]).astype(np.float32)
-        feats[..., s + 2] = np.exp(-age / c.freshness_scale)
+        feats = self._item_table()[cands]
 
         angle = 2 * np.pi * self._req_ticks / c.period
         context = np.empty((users.size, c.context_dim), np.float32)
@@ -284,24 +281,42 @@ class World:
             "user_id": users.astype(np.int64),
         }
 
+    def _item_table(self) -> np.ndarray:
+        """(M, Fi) features of every catalog item now: static part + live statistics.
+
+        Refreshing the whole (small) table once per step and gathering it once is cheaper than
+        computing statistics per candidate when B x N exceeds M.
+        """
+        c = self.config
+        s = self.item_static.shape[1]
+        table = np.empty((c.n_items, c.item_feature_dim), np.float32)
+        table[:, :s] = self.item_static
+        impressions = self.item_impressions
+        table[:, s] = np.log1p(impressions) / 10.0
+        table[:, s + 1] = 5.0 * (self.item_clicks + 1.0) / (impressions + 20.0)
+        table[:, s + 2] = np.exp((self.item_born - self.tick) / c.freshness_scale)
+        return table
+
     # ------------------------------------------------------------------ truth
     def _slate_truth(self, slates: np.ndarray, shown: np.ndarray):
         """Conditional and marginal click probs and conversion probs of slates (no state change)."""
         c = self.config
-        topics = np.where(shown, np.take_along_axis(self._req_topics, slates, axis=1), cm.EMPTY)
-        attraction = np.take_along_axis(self._req_attraction, slates, axis=1)
+        topics = np.where(shown, cm.gather_rows(self._req_topics, slates), cm.EMPTY)
+        attraction = cm.gather_rows(self._req_attraction, slates)
         exam = cm.examination(self.user_sensitivity[self._req_users], c.slate_size,
                               c.position_bias)
         p_cond = cm.slate_click_probs(exam, attraction, topics, c.repeat_penalty, c.contrast)
         p_marg = cm.marginal_click_probs(p_cond, c.cascade_stop)
-        pconv = np.take_along_axis(self._req_pconv, slates, axis=1)
+        pconv = cm.gather_rows(self._req_pconv, slates)
         return p_cond, p_marg, pconv
 
     def expected_reward(self, slates: np.ndarray) -> np.ndarray:
         """True expected reward (clicks + weighted conversions) of slates for the pending
         requests. Pure: changes nothing and draws nothing. Repeated indices count once."""
         slates = np.asarray(slates, dtype=np.int64)
-        shown = ~repeated_mask(slates)
+        return self._expected(slates, ~repeated_mask(slates))
+
+    def _expected(self, slates: np.ndarray, shown: np.ndarray) -> np.ndarray:
         _, p_marg, pconv = self._slate_truth(slates, shown)
         return (p_marg * (1.0 + self.config.conversion_weight * pconv)).sum(axis=1)
 
@@ -337,7 +352,7 @@ class World:
         clicks = cm.sample_clicks(p_cond, c.cascade_stop, dice[0], dice[1])
         converted = clicks & (dice[2] < pconv)
 
-        slots = np.take_along_axis(self._req_cands, slates, axis=1)
+        slots = cm.gather_rows(self._req_cands, slates)
         request_ids = self._req_ticks
         rows, positions = np.nonzero(converted)
         if rows.size:
@@ -368,7 +383,7 @@ class World:
         }
         if with_truth:
             reference = self.reference_slates()
-            ref_reward = self.expected_reward(reference)
+            ref_reward = self._expected(reference, np.ones(reference.shape, bool))
             out["truth"] = {
                 "click_probs": p_marg.astype(np.float32),
                 "conversion_probs": pconv.astype(np.float32),
@@ -410,4 +425,4 @@ def repeated_mask(slates: np.ndarray) -> np.ndarray:
     """(B, K) True where a slot repeats an index shown in an earlier slot of the same slate."""
     k = slates.shape[1]
     same = slates[:, :, None] == slates[:, None, :]
-    return (same & np.tri(k, k, -1, dtype=bool)).any(axis=2)
+    return (same & cm.earlier_mask(k)).any(axis=2)

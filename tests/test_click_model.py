@@ -84,3 +84,13 @@ def test_world_click_frequencies_match_truth():
         probs.append(out["truth"]["click_probs"])
     clicks, probs = np.concatenate(clicks), np.concatenate(probs)
     np.testing.assert_allclose(clicks.mean(axis=0), probs.mean(axis=0), atol=0.01)
+
+
+def test_greedy_shortlist_matches_the_full_greedy_search():
+    world = World(make_config("mixed"), 3000, seed=7)
+    c = world.config
+    value = world._req_attraction * (1.0 + c.conversion_weight * world._req_pconv)
+    full = cm.greedy_reference(value, world._req_topics, 10, c.repeat_penalty, c.contrast,
+                               shortlist=50)
+    short = world.reference_slates()
+    assert (full == short).all(axis=1).mean() > 0.99
