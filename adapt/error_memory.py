@@ -36,8 +36,8 @@ For a query key, array ``r`` returns its bucket's ``count c_r`` and the bucket m
 ``y_bar_r = sum_y / c_r`` and ``y_bar_base_r = sum_y_base / c_r``. The ``R`` read-outs are
 combined by attention: a softmax over the arrays at temperature ``tau`` of a similarity
 ``s_r``, restricted to non-empty buckets (an empty bucket gets weight 0 and contributes
-nothing). The paper computes ``s_r`` from the query and the keys stored in the bucket; this
-memory stores no keys (three numbers per bucket), so the similarity is derived from the counts:
+nothing). This memory stores no key vectors (three numbers per bucket), so the similarity can
+only come from what a bucket holds, its count:
 
     s_r = log(c_r)        =>    w_r = softmax_r(s_r / tau) = c_r**(1/tau) / sum_r' c_r'**(1/tau)
 
@@ -46,10 +46,11 @@ Why ``log(count)``:
 * ``tau = 1`` gives ``w_r`` proportional to ``c_r``, i.e. precision weighting (the variance of a
   bucket mean is proportional to ``1 / c_r``): the read-out equals the pooled mean
   ``sum_r sum_y_r / sum_r c_r`` over all the samples the query collided with.
-* ``tau -> inf`` averages the non-empty arrays uniformly (robust when a few buckets are crowded
-  by unrelated keys); ``tau -> 0`` keeps only the fullest bucket (the array whose hyperplanes did
-  not split the query's neighbourhood). The default ``tau = 0.1`` (the paper's) is sharp:
-  ``w`` is proportional to ``c**10``.
+* ``tau -> inf`` averages the non-empty arrays uniformly; ``tau -> 0`` keeps only the fullest
+  bucket (the array whose hyperplanes did not split the query's neighbourhood). The default
+  ``tau = 0.1`` (the paper's) is sharp: ``w`` is proportional to ``c**10``. Caveat: a bucket
+  crowded by unrelated keys is also "full", and counts cannot tell the two apart; with few bits
+  (small ``L``) or keys bunched in a narrow cone, prefer a larger ``tau`` (towards uniform).
 * It is scale free: multiplying every count by the same factor (a longer stream, or the decay
   of ``half_life``) leaves the weights unchanged, so ``tau`` keeps its meaning over time. Plain
   ``log1p(count)`` would not be.
@@ -76,6 +77,13 @@ Options
   ``write``, including those the ``sigma`` filter drops: forgetting follows the stream.
 * ``reset()``: empty the memory. Call it when the base model is retrained: the stored errors
   were the old model's.
+
+Cost
+----
+Hashing dominates: ``2 * key_dim * R * L`` flops per key (one float32 matmul); the rest is
+``O(R)`` gathers/scatters per key. ``experiments/bench_memory.py`` measures it (about 1e6 keys/s
+per thread at key_dim 64, R 32, L 8..12 on a recent x86 core). Batches are processed in chunks
+with reused scratch buffers, so an instance is not thread-safe: give each thread its own.
 """
 
 from __future__ import annotations
@@ -148,14 +156,15 @@ class ErrorMemory:
     ----------
     key_dim: length of the key vectors (e.g. the evaluator's hidden size).
     n_bits: ``L``, sign projections per array; ``2**L`` buckets per array. 1..24. More bits make
-        buckets narrower (more local, fewer samples each); the paper uses up to 16.
+        buckets narrower (more local, fewer samples each); the paper uses up to 16. The table
+        takes ``24 * R * 2**L`` bytes (32 with ``half_life``): 12 GiB at L = 24, R = 32.
     n_arrays: ``R``, repeated independent arrays (tens to low hundreds in the paper).
     gamma: weight of the bucket label mean versus the bucket base-prediction mean in ``y_err``.
     lam: compensation strength in [0, 1].
     tau: softmax temperature of the attention over the ``R`` arrays, > 0.
     sigma: write only samples with ``|y - y_base| > sigma``; 0 writes everything.
-    half_life: forget old samples with this half-life, counted in samples written; None keeps
-        everything until ``reset()``.
+    half_life: forget old samples with this half-life, counted in samples offered to ``write``;
+        None keeps everything until ``reset()``.
     seed: seed of ``np.random.default_rng`` drawing the Gaussian projections.
     projections: optional explicit ``(key_dim, R * L)`` projection matrix (used instead of
         ``seed``); column ``r * L + j`` is bit ``j`` (weight ``2**j``) of array ``r``. Meant for
@@ -214,7 +223,8 @@ class ErrorMemory:
                 )
             if not np.isfinite(proj).all():
                 raise ValueError("projections contain NaN or inf; pass finite hyperplanes")
-        self._proj = np.ascontiguousarray(proj)
+        # stored transposed, (R*L, key_dim): the matmul then yields the (R, m) layout directly
+        self._proj_t = np.ascontiguousarray(proj.T)
         self._pow2 = (2.0 ** np.arange(self._n_bits)).astype(np.float32)
         self._offsets = np.arange(self._n_arrays, dtype=np.intp) << self._n_bits
 
@@ -222,9 +232,7 @@ class ErrorMemory:
         # table[0] = count, table[1] = sum_y, table[2] = sum_y_base; each (R, 2**L)
         self._table = np.zeros((3, self._n_arrays, n_buckets), dtype=np.float64)
         self._flat = self._table.reshape(3, -1)  # views, flat index = r * 2**L + bucket
-        self._stamp = (
-            np.zeros(self._n_arrays * n_buckets, dtype=np.float64) if half_life else None
-        )
+        self._stamp = np.zeros(self._n_arrays * n_buckets, dtype=np.float64) if half_life else None
         self._clock = 0.0  # samples offered to write() since reset (drives the decay)
         self._work: dict[str, np.ndarray] = {}  # scratch buffers, see chunk_rows
         self._n_written = 0  # samples actually stored (after the sigma filter)
@@ -292,7 +300,7 @@ class ErrorMemory:
     @property
     def projections(self) -> np.ndarray:
         """The ``(key_dim, R * L)`` float32 hyperplanes (a read-only view)."""
-        view = self._proj.view()
+        view = self._proj_t.T
         view.flags.writeable = False
         return view
 
@@ -313,7 +321,7 @@ class ErrorMemory:
         Constant for a given configuration: writes never allocate more.
         """
         stamp = 0 if self._stamp is None else self._stamp.nbytes
-        return int(self._table.nbytes + stamp + self._proj.nbytes)
+        return int(self._table.nbytes + stamp + self._proj_t.nbytes)
 
     def __repr__(self) -> str:
         return (
@@ -357,11 +365,15 @@ class ErrorMemory:
         return v
 
     # ------------------------------------------------------------------ core
-    # Every batch is processed in chunks of at most `chunk_rows` rows whose temporaries live in
-    # scratch buffers kept between calls. Why: a batch of 4096 keys needs ~10 MB of temporaries;
-    # allocated afresh on every call they come from mmap and their page faults cost more than
-    # the arithmetic (measured: 2x slower reads). Chunking also bounds the scratch size for huge
-    # batches. Consequence: one instance must not be used from several threads at once.
+    # Layout and buffers, both chosen for speed (measured, batch 4096, R = 32):
+    # * Internally everything is array-major, shape (R, m): the reductions over the R arrays
+    #   (max, sum, weighted mean) then run along the long contiguous axis, ~10x faster than
+    #   reducing the short last axis of an (m, R) array. ``read`` returns (n, R) views (.T).
+    # * A batch is processed in chunks of at most ``chunk_rows`` rows whose temporaries live in
+    #   scratch buffers kept between calls: ~10 MB of temporaries allocated afresh per call come
+    #   from mmap and their page faults cost more than the arithmetic (2x slower reads). The
+    #   chunking also bounds the scratch size for huge batches. Consequence: an instance must not
+    #   be used from several threads at once.
     chunk_rows = 4096
 
     def _scratch(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -374,18 +386,18 @@ class ErrorMemory:
         return buf[:size].reshape(shape)
 
     def _index(self, keys32: np.ndarray) -> np.ndarray:
-        """``(m, R)`` flat bucket indices of one chunk (a scratch buffer, valid until the next
-        call): one matmul, sign bits, one float32 dot with powers of two."""
+        """``(R, m)`` flat bucket indices of one chunk (a scratch buffer, valid until the next
+        call): one matmul, sign bits, one batched float32 dot with powers of two."""
         m = keys32.shape[0]
         r, L = self._n_arrays, self._n_bits
-        z = self._scratch("z", (m, r * L), np.float32)
-        np.matmul(keys32, self._proj, out=z)
+        z = self._scratch("z", (r * L, m), np.float32)
+        np.matmul(self._proj_t, keys32.T, out=z)
         np.greater(z, 0.0, out=z, casting="unsafe")  # sign bits as 0.0 / 1.0, in place
-        packed = self._scratch("packed", (m * r,), np.float32)
-        np.matmul(z.reshape(m * r, L), self._pow2, out=packed)  # exact: integers < 2**24
-        idx = self._scratch("idx", (m, r), np.intp)
-        np.copyto(idx.reshape(-1), packed, casting="unsafe")
-        idx += self._offsets
+        packed = self._scratch("packed", (r, m), np.float32)
+        np.matmul(self._pow2, z.reshape(r, L, m), out=packed)  # exact: integers < 2**24
+        idx = self._scratch("idx", (r, m), np.intp)
+        np.copyto(idx, packed, casting="unsafe")
+        idx += self._offsets[:, None]
         return idx
 
     def bucket_index(self, keys: Any) -> np.ndarray:
@@ -394,7 +406,7 @@ class ErrorMemory:
         out = np.empty((k.shape[0], self._n_arrays), dtype=np.intp)
         for lo in range(0, k.shape[0], self.chunk_rows):
             hi = min(lo + self.chunk_rows, k.shape[0])
-            np.subtract(self._index(k[lo:hi]), self._offsets, out=out[lo:hi])
+            np.subtract(self._index(k[lo:hi]), self._offsets[:, None], out=out[lo:hi].T)
         return out
 
     def write(self, keys: Any, y: Any, y_base: Any) -> int:
@@ -422,12 +434,12 @@ class ErrorMemory:
         for lo in range(0, m_total, self.chunk_rows):
             hi = min(lo + self.chunk_rows, m_total)
             m = hi - lo
-            flat = self._index(k[lo:hi]).reshape(-1)  # sample-major: sample i owns i*R..i*R+R-1
+            flat = self._index(k[lo:hi]).reshape(-1)  # array-major: entry r * m + i
             if self._stamp is not None:
                 # Lazy exact decay: bring the touched buckets to `now` before adding. Duplicate
                 # indices put the same value (computed from the old one): idempotent per bucket.
-                factor = self._scratch("factor", (m * r,), np.float64)
-                tmp = self._scratch("tmp", (m * r,), np.float64)
+                factor = self._scratch("factor", (r * m,), np.float64)
+                tmp = self._scratch("tmp", (r * m,), np.float64)
                 self._stamp.take(flat, out=factor)
                 factor -= now
                 factor /= self._half_life
@@ -437,11 +449,11 @@ class ErrorMemory:
                     tmp *= factor
                     arr.put(flat, tmp)
                 self._stamp.put(flat, now)
-            vals = self._scratch("vals", (m, r), np.float64)
+            vals = self._scratch("vals", (r, m), np.float64)
             np.add.at(cnt, flat, 1.0)
-            vals[...] = yv[lo:hi, None]
+            vals[...] = yv[None, lo:hi]
             np.add.at(sum_y, flat, vals.reshape(-1))
-            vals[...] = yb[lo:hi, None]
+            vals[...] = yb[None, lo:hi]
             np.add.at(sum_b, flat, vals.reshape(-1))
         self._n_written += m_total
         return m_total
@@ -453,8 +465,9 @@ class ErrorMemory:
         y_bar: np.ndarray,
         y_bar_base: np.ndarray,
         c: np.ndarray,
-    ) -> None:
-        """Fill the ``(m, R)`` outputs for the flat bucket indices of one chunk."""
+    ) -> np.ndarray:
+        """Fill the ``(R, m)`` outputs for the flat bucket indices of one chunk; return the
+        ``(m,)`` bool mask of queries that hit at least one non-empty bucket."""
         cnt, sum_y, sum_b = self._flat
         tiny = np.finfo(np.float64).tiny
         cnt.take(flat, out=c)
@@ -473,7 +486,8 @@ class ErrorMemory:
             c *= w  # decayed counts
         # softmax_r(log(c_r) / tau) over non-empty buckets == (c_r / max_r c)**(1/tau),
         # normalised: c == 0 gives weight 0 directly, and the ratio in [0, 1] cannot overflow.
-        cmax = c.max(axis=1, keepdims=True)
+        cmax = c.max(axis=0, keepdims=True)
+        hit = cmax[0] > 0.0
         np.maximum(cmax, tiny, out=cmax)
         np.divide(c, cmax, out=w)
         inv_tau = 1.0 / self._tau
@@ -481,20 +495,23 @@ class ErrorMemory:
             _int_power_inplace(w, int(inv_tau), self._scratch("pow", w.shape, np.float64))
         else:
             np.power(w, inv_tau, out=w)
-        wsum = w.sum(axis=1, keepdims=True)
-        np.maximum(wsum, tiny, out=wsum)  # rows without any hit stay all-zero
+        wsum = w.sum(axis=0, keepdims=True)
+        np.maximum(wsum, tiny, out=wsum)  # queries without any hit keep all-zero weights
         w /= wsum
+        return hit
 
     def read(self, keys: Any) -> MemoryReadout:
         """Per-array read-out and attention weights for ``(n, key_dim)`` query keys."""
         k = self._keys(keys)
         n, r = k.shape[0], self._n_arrays
-        w, yb_, ybb, c = (np.empty((n, r), dtype=np.float64) for _ in range(4))
+        # one block for the four outputs: a single large allocation is much cheaper than four
+        block = np.empty((4, r, n), dtype=np.float64)
         for lo in range(0, n, self.chunk_rows):
             hi = min(lo + self.chunk_rows, n)
-            flat = self._index(k[lo:hi])
-            self._readout_chunk(flat, w[lo:hi], yb_[lo:hi], ybb[lo:hi], c[lo:hi])
-        return MemoryReadout(weights=w, y_bar=yb_, y_bar_base=ybb, count=c)
+            self._readout_chunk(self._index(k[lo:hi]), *block[:, :, lo:hi])
+        return MemoryReadout(
+            weights=block[0].T, y_bar=block[1].T, y_bar_base=block[2].T, count=block[3].T
+        )
 
     def compensate(self, keys: Any, y_base: Any) -> np.ndarray:
         """Error-compensated predictions ``clip(y_base + lam * y_err, 0, 1)``, shape ``(n,)``.
@@ -513,13 +530,13 @@ class ErrorMemory:
         for lo in range(0, n, self.chunk_rows):
             hi = min(lo + self.chunk_rows, n)
             m = hi - lo
-            w, ybar, ybarb, c = (self._scratch(nm, (m, r), np.float64) for nm in "wabc")
-            self._readout_chunk(self._index(k[lo:hi]), w, ybar, ybarb, c)
+            w, ybar, ybarb, c = (self._scratch(nm, (r, m), np.float64) for nm in "wabc")
+            hit[lo:hi] = self._readout_chunk(self._index(k[lo:hi]), w, ybar, ybarb, c)
             if self._gamma != 1.0:
                 ybar *= self._gamma
-                ybar += (1.0 - self._gamma) * ybarb
-            np.einsum("nr,nr->n", w, ybar, out=y_mem[lo:hi])
-            np.greater(c.max(axis=1), 0.0, out=hit[lo:hi])
+                ybarb *= 1.0 - self._gamma
+                ybar += ybarb
+            np.einsum("rm,rm->m", w, ybar, out=y_mem[lo:hi])
         comp = np.clip(yb + self._lam * (y_mem - yb), 0.0, 1.0)
         np.copyto(out, comp, where=hit)
         return out
@@ -551,7 +568,7 @@ class ErrorMemory:
         """Copy of the full state: ``config`` (dict), numpy arrays and the clock counters."""
         return {
             "config": self.config(),
-            "projections": self._proj.copy(),
+            "projections": self._proj_t.T.copy(),
             "table": self._table.copy(),
             "stamp": None if self._stamp is None else self._stamp.copy(),
             "clock": self._clock,

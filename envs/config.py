@@ -4,6 +4,11 @@ A :class:`WorldConfig` is a plain frozen dataclass, so it hashes (checkpoint cac
 prints readably and round-trips through ``dataclasses.asdict`` / JSON. Named scenarios
 (:mod:`driftrank.envs.scenarios`) are bundles of overrides on top of these defaults.
 
+Two seeds, on purpose: ``world_seed`` (part of the config) draws the entities — users, items,
+topics — and the episode seed passed to ``reset`` draws arrivals, recall, clicks and drift. So a
+grid over seeds replays the *same world* under different streams, and a model pretrained once
+per world config serves every seed (vary ``world_seed`` to vary the world itself).
+
 Time is counted in *ticks*: one tick = one request. A vector env serving B requests per step
 advances B ticks per step, so rates and schedules mean the same thing at every batch size.
 """
@@ -24,7 +29,8 @@ class WorldConfig:
     n_topics: int = 20  # T
     n_candidates: int = 50  # N, recall output per request
     slate_size: int = 10  # K, slate length
-    obs_dim: int = 8  # dimension of the noisy projections agents see
+    obs_dim: int = 16  # dimension of the noisy projections agents see
+    world_seed: int = 0  # draws users, items and topics; the episode seed draws everything else
     feature_noise: float = 0.3  # std of the fixed per-entity noise on those projections
 
     # --- click model -------------------------------------------------------------------------
@@ -149,6 +155,8 @@ def validate(c: WorldConfig) -> None:
         if not ok:
             raise ValueError(f"bad world config: {msg}")
 
+    need(isinstance(c.world_seed, int) and c.world_seed >= 0,
+         f"world_seed={c.world_seed!r} must be a non-negative integer")
     for name in ("n_items", "n_users", "latent_dim", "n_topics", "n_candidates", "slate_size",
                  "obs_dim", "recall_pool_factor", "period", "max_steps"):
         value = getattr(c, name)

@@ -20,8 +20,8 @@ A step
        since their last visit, recall picks N candidates (relevance-sampled + random).
 
 Random streams
-    Five independent generators spawned from one ``SeedSequence``: world (entities), arrivals,
-    recall, clicks and drift. Each step draws the same *amounts* from each stream whatever the
+    Five independent generators: world (entities, from ``config.world_seed``), and arrivals,
+    recall, clicks and drift (from the episode seed). Each step draws the same *amounts* from each stream whatever the
     agent does, so two agents on the same seed meet identical users, candidates, drift and dice
     (common random numbers); only consumption feedback, which depends on what was clicked, lets
     their worlds differ.
@@ -43,13 +43,14 @@ FEATURE_BOUND = 10.0
 STREAMS = ("world", "arrivals", "recall", "clicks", "drift")
 
 
-def spawn_streams(seed: int, salt: int = 0) -> dict[str, np.random.Generator]:
-    """Five independent generators. ``salt`` != 0 keeps the world stream (same users and items)
-    but gives fresh arrivals, recall, clicks and drift (used for offline logs)."""
-    seqs = np.random.SeedSequence(seed).spawn(len(STREAMS))
-    if salt:
-        seqs = seqs[:1] + np.random.SeedSequence([seed, salt]).spawn(len(STREAMS) - 1)
-    return {name: np.random.default_rng(s) for name, s in zip(STREAMS, seqs, strict=True)}
+def spawn_streams(world_seed: int, seed: int, salt: int = 0) -> dict[str, np.random.Generator]:
+    """Five independent generators: the world stream from ``world_seed`` (same users and items
+    for every episode seed), arrivals, recall, clicks and drift from ``seed``. ``salt`` != 0
+    gives other streams for the same seed (offline logs, held-out evaluation)."""
+    world = np.random.SeedSequence([world_seed, 0x3D])
+    rest = np.random.SeedSequence([seed, salt] if salt else seed).spawn(len(STREAMS) - 1)
+    return {name: np.random.default_rng(s)
+            for name, s in zip(STREAMS, [world, *rest], strict=True)}
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -66,7 +67,7 @@ class World:
             raise ValueError(f"seed={seed!r} must be a non-negative integer")
         self.config = c = config
         self.batch_size = int(batch_size)
-        self.rng = spawn_streams(int(seed), stream_salt)
+        self.rng = spawn_streams(c.world_seed, int(seed), stream_salt)
         g = self.rng["world"]
         m, u, d, t = c.n_items, c.n_users, c.latent_dim, c.n_topics
         self._k_aff = np.float32(c.affinity_scale * math.sqrt(d))

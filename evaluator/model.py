@@ -127,7 +127,7 @@ class ListwiseEvaluator(nn.Module):
         """Max and mean similarity of each item to those above / below it: (B, K, 4*heads)."""
         b, k, h = it.shape
         heads = self.config.heads
-        p = self.pair_proj(it).view(b, k, heads, h // heads).transpose(1, 2)  # (B, h, K, d)
+        p = self.pair_proj(it).view(b, k, heads, h // heads).transpose(1, 2)  # (B, heads, K, d)
         sim = p @ p.transpose(-1, -2) / math.sqrt(h // heads)  # (B, heads, K, K)
         above = torch.ones(k, k, dtype=torch.bool, device=it.device).tril(-1)  # [i, j]: j < i
         feats = []

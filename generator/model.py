@@ -1,0 +1,203 @@
+"""Autoregressive pointer policy: builds a slate one position at a time.
+
+Encoder: each candidate (features + hashed id, conditioned on the user) becomes a state
+enc (B, N, H); the decoder's initial state h0 (B, H) comes from the user and the pooled
+candidates. Decoder: a GRU cell whose input is the item placed last; at each position a pointer
+(dot-product attention of a query from the GRU state over the candidates' keys, plus a static
+per-candidate score) scores the candidates not yet placed. Already placed candidates are
+masked, so a slate never repeats an item.
+
+Designed for LAST (serving-time perturbation, see DESIGN §4):
+
+- ``encode`` and ``decode`` are separate, so the activations LAST perturbs (h0 and enc) can be
+  changed between them and gradients taken with respect to them;
+- ``decode`` is batched over rows only; a batch of B requests x P perturbations is just a
+  bigger batch (``enc.repeat_interleave(P, 0)``);
+- ``param_delta``: per-row offsets of the "perturbable" parameter subset (the pointer query
+  projection, see ``perturbable_parameters``), so that P parameter perturbations also run as
+  one batched pass instead of P model copies.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from driftrank.evaluator.batch import as_float, as_long
+
+from .config import GeneratorConfig
+
+PERTURBABLE = ("pointer_query.weight", "pointer_query.bias")
+
+
+class SlateGenerator(nn.Module):
+    """Pointer-network slate policy over N candidates, producing K distinct indices."""
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__()
+        self.config = config
+        h = config.hidden
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.user_proj = nn.Linear(config.user_dim, h)
+            self.item_proj = nn.Linear(config.item_dim, h)
+            self.id_emb = nn.Embedding(config.n_id_buckets, h) if config.use_ids else None
+            if self.id_emb is not None:
+                nn.init.normal_(self.id_emb.weight, std=0.02)
+            self.enc_mlp = nn.Sequential(nn.Linear(3 * h, h), nn.ReLU(), nn.Linear(h, h))
+            self.init_state = nn.Linear(2 * h, h)
+            self.start = nn.Parameter(torch.zeros(h))
+            self.cell = nn.GRUCell(h, h)
+            self.pointer_key = nn.Linear(h, h, bias=False)
+            self.pointer_query = nn.Linear(h, h)
+            self.static_score = nn.Linear(h, 1)
+
+    # -- encoder --------------------------------------------------------------------------------
+
+    def encode(self, user, candidates, candidate_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidate states enc (B, N, H) and decoder initial state h0 (B, H)."""
+        c = self.config
+        user, candidates = as_float(user), as_float(candidates)
+        if user.ndim != 2 or user.shape[1] != c.user_dim:
+            raise ValueError(f"user must be (B, {c.user_dim}), got {tuple(user.shape)}")
+        if (
+            candidates.ndim != 3
+            or candidates.shape[2] != c.item_dim
+            or candidates.shape[0] != user.shape[0]
+        ):
+            raise ValueError(
+                f"candidates must be (B={user.shape[0]}, N, {c.item_dim}), "
+                f"got {tuple(candidates.shape)}"
+            )
+        if candidates.shape[1] < c.slate_size:
+            raise ValueError(
+                f"{candidates.shape[1]} candidates cannot fill a slate of {c.slate_size}"
+            )
+        u = self.user_proj(user).unsqueeze(1)  # (B, 1, H)
+        it = self.item_proj(candidates)
+        if self.id_emb is not None:
+            if candidate_ids is None:
+                raise ValueError("candidate_ids are required (config.use_ids=True)")
+            ids = as_long(candidate_ids)
+            if ids.shape != candidates.shape[:2]:
+                raise ValueError(
+                    f"candidate_ids must be {tuple(candidates.shape[:2])}, got {tuple(ids.shape)}"
+                )
+            it = it + self.id_emb(torch.remainder(ids, c.n_id_buckets))
+        ue = u.expand_as(it)
+        enc = self.enc_mlp(torch.relu(torch.cat([it, ue, it * ue], dim=-1)))
+        h0 = torch.tanh(self.init_state(torch.cat([u.squeeze(1), enc.mean(dim=1)], dim=-1)))
+        return enc, h0
+
+    # -- decoder --------------------------------------------------------------------------------
+
+    def _query(self, h: torch.Tensor, param_delta: dict | None) -> torch.Tensor:
+        q = self.pointer_query(h)
+        if param_delta:
+            dw = param_delta.get("pointer_query.weight")
+            db = param_delta.get("pointer_query.bias")
+            if dw is not None:
+                q = q + torch.einsum("boh,bh->bo", dw, h)
+            if db is not None:
+                q = q + db
+        return q
+
+    def decode(
+        self,
+        enc: torch.Tensor,
+        h0: torch.Tensor,
+        greedy: bool = True,
+        generator: torch.Generator | None = None,
+        slates=None,
+        *,
+        param_delta: dict[str, torch.Tensor] | None = None,
+        slate_size: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pick K distinct candidates per row: slates (B, K) int64 and their log-probs (B, K).
+
+        ``greedy``: argmax at each position; otherwise sample (Gumbel-max with ``generator``).
+        ``slates``: teacher forcing; the given slates are followed and their per-position
+        log-probs returned (differentiable w.r.t. parameters, ``enc`` and ``h0``).
+        ``param_delta``: per-row offsets {name: (B, *param.shape)} for the names in
+        ``perturbable_parameters()``; ``None`` or zeros reproduce the plain model exactly.
+        """
+        b, n, h = enc.shape
+        if h0.shape != (b, h):
+            raise ValueError(f"h0 must be ({b}, {h}), got {tuple(h0.shape)}")
+        if param_delta:
+            unknown = set(param_delta) - set(PERTURBABLE)
+            if unknown:
+                raise ValueError(f"param_delta has unknown names {sorted(unknown)}")
+        if slates is not None:
+            slates = as_long(slates)
+            if slates.ndim != 2 or slates.shape[0] != b:
+                raise ValueError(f"slates must be ({b}, K), got {tuple(slates.shape)}")
+            if slates.numel() and (slates.min() < 0 or slates.max() >= n):
+                raise ValueError(f"slates hold indices outside [0, {n})")
+            srt = slates.sort(dim=1).values
+            if (srt[:, 1:] == srt[:, :-1]).any():
+                raise ValueError("teacher-forced slates must not repeat a candidate")
+            k = slates.shape[1]
+        else:
+            k = slate_size or self.config.slate_size
+        if k > n:
+            raise ValueError(f"cannot pick {k} distinct items out of {n} candidates")
+        keys = self.pointer_key(enc)  # (B, N, H)
+        static = self.static_score(enc).squeeze(-1)  # (B, N)
+        scale = 1.0 / math.sqrt(h)
+        clip = self.config.logit_clip
+        rows = torch.arange(b)
+        state = h0
+        x = self.start.expand(b, h)
+        mask = torch.zeros(b, n, dtype=torch.bool)
+        picks, logps = [], []
+        for t in range(k):
+            state = self.cell(x, state)
+            q = self._query(state, param_delta)
+            logit = torch.bmm(keys, q.unsqueeze(-1)).squeeze(-1) * scale + static
+            logit = clip * torch.tanh(logit / clip)
+            logit = logit.masked_fill(mask, float("-inf"))
+            logp = torch.log_softmax(logit, dim=-1)
+            if slates is not None:
+                pick = slates[:, t]
+            elif greedy:
+                pick = logit.argmax(dim=-1)
+            else:
+                u = torch.rand(b, n, generator=generator).clamp_(1e-10, 1.0 - 1e-7)
+                pick = (logit - torch.log(-torch.log(u))).argmax(dim=-1)
+            picks.append(pick)
+            logps.append(logp[rows, pick])
+            mask = mask.clone()
+            mask[rows, pick] = True
+            x = enc[rows, pick]
+        return torch.stack(picks, dim=1), torch.stack(logps, dim=1)
+
+    # -- conveniences ---------------------------------------------------------------------------
+
+    def greedy(self, user, candidates, candidate_ids=None) -> torch.Tensor:
+        """Serving-time slate (B, K): argmax at every position."""
+        enc, h0 = self.encode(user, candidates, candidate_ids)
+        return self.decode(enc, h0, greedy=True)[0]
+
+    def sample(
+        self, user, candidates, candidate_ids=None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """A sampled slate (B, K) (exploration / training); seeded through ``generator``."""
+        enc, h0 = self.encode(user, candidates, candidate_ids)
+        return self.decode(enc, h0, greedy=False, generator=generator)[0]
+
+    def log_prob(self, user, candidates, candidate_ids, slates) -> torch.Tensor:
+        """Log-probability (B,) of given slates under the policy (differentiable)."""
+        enc, h0 = self.encode(user, candidates, candidate_ids)
+        return self.decode(enc, h0, slates=slates)[1].sum(dim=1)
+
+    def perturbable_parameters(self) -> list[str]:
+        """Names of the parameters a Δθ perturbation touches (the pointer query projection).
+
+        Small (H*H + H numbers), on the decoder's output side, so an offset changes which
+        candidate is picked at every position without retouching the encoder; ``decode``
+        accepts per-row offsets of exactly these via ``param_delta``.
+        """
+        return list(PERTURBABLE)
