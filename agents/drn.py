@@ -110,7 +110,7 @@ def double_dqn_target(reward: torch.Tensor, done: torch.Tensor, q_next_online: t
 
     ``reward``, ``done`` (B,); ``q_next_*`` (B, N) over the next state's candidates.
     """
-    choice = q_next_target.argmax(dim=1, keepdim=True)
+    choice = q_next_online.argmax(dim=1, keepdim=True)
     value = q_next_target.gather(1, choice).squeeze(1)
     return reward + gamma * (1.0 - done.to(reward.dtype)) * value
 

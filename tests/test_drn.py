@@ -11,6 +11,7 @@ from driftrank.agents.drn import (
     ActivenessTable,
     DRNAgent,
     DuelingQNet,
+    _occurrence_rounds,
     activeness_after_visit,
     dbgd_update,
     double_dqn_target,
@@ -303,3 +304,21 @@ def test_unknown_exploration_and_config_keys_are_rejected():
         make_agent("drn", context, exploration="ucb")
     with pytest.raises(ValueError, match="unknown config"):
         make_agent("drn", context, gama=0.5)
+
+
+def test_a_user_twice_in_one_batch_is_handled_in_tick_order():
+    rounds = _occurrence_rounds(np.array([5, 3, 5, 5, 2]))
+    assert [r.tolist() for r in rounds] == [[0, 1, 4], [2], [3]]
+
+
+def test_warm_start_learns_from_offline_logs_then_forgets_per_user_time():
+    context = AgentContext(world=make_config("stationary", **SMALL), seed=0)
+    cold = DRNAgent(context, period=200, batch_size=32, gradient_steps=2)
+    warm = DRNAgent(context, period=200, batch_size=32, gradient_steps=2,
+                    warm_start_requests=600)
+    assert warm.major_updates == 4  # 3 during the logs + 1 after closing what was pending
+    assert warm.replay.size == 600 * context.slate_size  # every logged impression is replayed
+    assert (warm.pending["tick"] == -1).all() and (warm.activeness.last == -1).all()
+    assert warm.now == -1 and warm.since_major == 0 and warm.requests_seen == 0
+    assert any(not torch.equal(a, b) for a, b in zip(_params(cold), _params(warm),
+                                                     strict=True))
