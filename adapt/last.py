@@ -314,7 +314,7 @@ class LastSearch:
         serial_step: float = 3.0,
         scorer: Scorer | None = None,
         seed: int = 0,
-        advantage: str = "reward_to_go",
+        advantage: str = "click",
         baseline: str = "resample",
         scale: str = "norm",
         min_gain: float = 0.0,

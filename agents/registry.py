@@ -21,8 +21,7 @@ from importlib.metadata import entry_points
 from .base import AgentContext
 
 ENTRY_POINT_GROUP = "driftrank.agents"
-_BUILTIN_MODULES = ("random_agent", "oracle", "static", "incremental", "drn", "last",
-                    "reloop2")
+_BUILTIN_MODULES = ("random_agent", "oracle", "static", "incremental", "drn", "last")
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from . import store
@@ -278,7 +279,7 @@ def run_grid(
     cache_dir: str | Path = ".driftrank_cache",
     runtime_env: dict | None = None,
     num_cpus: int | None = None,
-    ray_options: dict | None = None,
+    ray_options: dict | Callable[[CellSpec], dict] | None = None,
 ) -> GridSummary:
     """Run every unfinished cell of ``spec`` and store the results under ``run_dir``.
 
@@ -288,8 +289,9 @@ def run_grid(
     ``num_cpus_per_cell``: Ray CPUs reserved per cell (fractions allowed); ``threads``: torch
     threads inside a cell. ``runtime_env``: Ray runtime environment for the workers (job-level
     when this call starts Ray, per task otherwise). ``num_cpus``: CPUs of a local Ray started
-    here. ``ray_options``: extra ``.options(...)`` of the cell tasks (e.g. ``resources`` or
-    ``scheduling_strategy``).
+    here. ``ray_options``: extra ``.options(...)`` of the cell tasks (e.g. ``resources``,
+    ``num_gpus`` or ``scheduling_strategy``), as a dict for every cell or a function
+    ``cell -> dict`` (e.g. GPUs only for the cells of one agent).
     """
     if isinstance(spec, dict):
         spec = GridSpec.from_dict(spec)
@@ -331,7 +333,7 @@ def run_grid(
             _run_serial(todo, run_dir, cache_dir, threads, retries, progress, summary)
         else:
             _run_ray(todo, run_dir, cache_dir, threads, retries, progress, summary, address,
-                     num_cpus_per_cell, runtime_env, num_cpus, ray_options or {})
+                     num_cpus_per_cell, runtime_env, num_cpus, ray_options)
     summary.wall_s = time.perf_counter() - start
     if summary.failed and not summary.completed and not summary.skipped:
         raise GridError(f"every cell failed\n{summary}", summary)
@@ -478,12 +480,14 @@ def _run_ray(todo, run_dir, cache_dir, threads, retries, progress, summary, addr
                 f"agent(s) {sorted(shipped)} are registered in this process only and could not "
                 f"be sent to Ray workers ({exc}); make them importable (an installed module or "
                 "an entry point) or use launcher='serial'") from exc
-        task = ray.remote(_ray_cell_task).options(
-            **ray_task_options(num_cpus_per_cell, runtime_env, started_here, ray_options))
+        task = ray.remote(_ray_cell_task)
         pending: dict[Any, tuple[CellSpec, list]] = {}
 
         def submit(cell: CellSpec, errors: list) -> None:
-            ref = task.remote(cell.to_dict(), str(cache_dir), threads, shipped_ref)
+            extra = ray_options(cell) if callable(ray_options) else (ray_options or {})
+            opts = ray_task_options(num_cpus_per_cell, runtime_env, started_here, extra)
+            ref = task.options(**opts).remote(cell.to_dict(), str(cache_dir), threads,
+                                              shipped_ref)
             pending[ref] = (cell, errors)
 
         for cell in todo:
