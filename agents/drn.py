@@ -77,6 +77,9 @@ Choices not fixed by the paper (network sizes, period, replay size, optimiser) a
 arguments. ``warm_start_requests > 0`` first learns from offline logs of the behaviour policy
 (``envs.logs.generate_logs``), as DRN is deployed after offline training.
 
+Ticks that go backwards (an env reset, or the end of the warm start) close every pending
+transition as terminal and restart the activeness table (:meth:`DRNAgent.new_episode`).
+
 The agent reads observations and feedback only, never the world's truth.
 """
 
@@ -351,6 +354,23 @@ def _occurrence_rounds(users: np.ndarray) -> list[np.ndarray]:
 @register_agent("drn", "DRN: dueling double DQN, click + activeness reward, dueling-bandit "
                        "exploration, periodic replay (Zheng et al. 2018)")
 class DRNAgent(BaseAgent):
+    """DRN (see the module docstring). Arguments, besides the paper's ``gamma`` (discount),
+    ``beta`` (activeness weight), ``alpha`` (explorer perturbation) and ``eta`` (dueling-bandit
+    step):
+
+    - ``exploration``: ``"dbgd"`` (paper), ``"eps_greedy"`` (ablation, with ``epsilon``) or
+      ``"greedy"`` (top-K Q, no exploration); ``interleave_tau``: rank exponent of the
+      probabilistic interleaving (3).
+    - ``period``: requests between major updates; each takes ``gradient_steps`` Adam steps
+      (learning rate ``lr``) on minibatches of ``batch_size`` impressions from a replay of
+      ``replay_size`` impressions; the target net is synced every ``target_sync`` major updates.
+    - ``hidden``: width of the network; ``next_state_horizon``: ticks a request waits for its
+      user's return before it is closed as terminal (default ``period``).
+    - ``activeness_tau`` (default ``n_users`` ticks), ``activeness_boost`` (0.32),
+      ``activeness_init`` (0.5): the survival-style activeness.
+    - ``warm_start_requests``: learn from this many offline logged requests before serving.
+    """
+
     name = "drn"
 
     def __init__(
@@ -429,6 +449,7 @@ class DRNAgent(BaseAgent):
         self.minor_wins = 0
         self.now = -1  # latest tick observed
         self._served: dict | None = None  # what act() served, for the dueling-bandit step
+        self._last_obs: dict | None = None
 
         if warm_start_requests:
             self.warm_start(warm_start_requests)
@@ -446,6 +467,7 @@ class DRNAgent(BaseAgent):
 
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        self._last_obs = obs  # used by observe() when the feedback carries no obs
         inputs = self._tensors(obs)
         q = self.online(*inputs)[0].numpy()
         if self.exploration == "greedy":
@@ -468,13 +490,14 @@ class DRNAgent(BaseAgent):
 
     # ------------------------------------------------------------------ learning
     def observe(self, feedback: Feedback) -> None:
-        if feedback.obs is None:
+        obs = feedback.obs if feedback.obs is not None else self._last_obs
+        if obs is None:
             raise ValueError("DRN needs feedback.obs (the observation the slates answered)")
         clicks = np.asarray(feedback.clicks, np.float32)
         slates = np.asarray(feedback.slates, np.int64)
         if self.exploration == "dbgd":
             self.minor_update(slates, clicks)
-        self.record(feedback.obs, slates, clicks, np.asarray(feedback.request_id, np.int64))
+        self.record(obs, slates, clicks, np.asarray(feedback.request_id, np.int64))
         self.requests_seen += slates.shape[0]
         self.since_major += slates.shape[0]
         while self.since_major >= self.period:
@@ -503,6 +526,8 @@ class DRNAgent(BaseAgent):
         """Activeness visits, close each returning user's pending transitions with this request
         as their next state, and make this request the user's pending one."""
         users = np.asarray(obs["user_id"], np.int64)
+        if self.now >= 0 and ticks.min() <= self.now:
+            self.new_episode()  # ticks went back: the env was reset, per-user time restarts
         self.items.update(np.asarray(obs["candidate_ids"]), np.asarray(obs["candidates"]))
         for key, array in self.pending.items():
             self.pending[key] = _grow(array, int(users.max()) + 1, -1 if key == "tick" else 0)
@@ -598,13 +623,17 @@ class DRNAgent(BaseAgent):
             while self.since_major >= self.period:
                 self.since_major -= self.period
                 self.major_update()
-        self.expire_pending(now=self.now + self.horizon)
+        self.new_episode()
         self.major_update()
-        w = self.context.world
-        self.activeness = ActivenessTable(w.n_users, self.activeness.tau, self.activeness.boost,
-                                          self.activeness.init)
-        self.pending["tick"][:] = -1
-        self.now, self.since_major = -1, 0
+        self.since_major = 0
+
+    def new_episode(self) -> None:
+        """Close every pending transition as terminal and restart per-user time (activeness,
+        latest tick): used when ticks start again at 0 (after warm start, on an env reset)."""
+        self.expire_pending(now=self.now + self.horizon)
+        a = self.activeness
+        self.activeness = ActivenessTable(self.context.world.n_users, a.tau, a.boost, a.init)
+        self.now = -1
 
     def on_period(self, step: int) -> None:
         """Nothing: DRN counts its own requests and runs a major update every ``period``."""

@@ -242,6 +242,11 @@ def test_rewards_in_replay_are_click_plus_beta_activeness(env_obs):
     # the second request never sees a return: after the horizon it is closed as terminal
     agent.expire_pending(now=60 + agent.horizon)
     assert agent.replay.size == 2 * k and agent.replay.data["done"][k:2 * k].all()
+    # an env reset (ticks start again) closes what is pending and restarts activeness
+    agent.observe(_feedback(obs_for(7), slate, clicks, np.array([200])))
+    agent.observe(_feedback(obs_for(7), slate, clicks, np.array([3])))
+    assert agent.replay.size == 3 * k and agent.replay.data["done"][2 * k:3 * k].all()
+    assert agent.activeness.value[7] == 0.5 and agent.now == 3
 
 
 # ----------------------------------------------------------------------------- smoke

@@ -1,0 +1,1 @@
+"""Example driftrank plugin: a most-clicked-first agent registered by entry point."""

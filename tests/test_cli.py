@@ -1,0 +1,156 @@
+"""``driftrank`` command line: every command with tiny sizes, and clear errors (exit 2)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from driftrank.experiments import store
+from driftrank.experiments.cli import main
+
+TINY = ["--requests", "400", "--batch", "100", "--window", "200",
+        "--world", "n_users=300", "--world", "n_items=200"]
+
+GRID_TOML = """
+scenarios = ["stationary", "abrupt-shift"]
+seeds = "0-1"
+requests = 400
+batch = 100
+window = 200
+
+[world]
+n_users = 300
+n_items = 200
+
+[scenario_world.abrupt-shift]
+abrupt_times = [200]
+
+[[agents]]
+name = "random"
+
+[[agents]]
+name = "oracle"
+
+[run]
+retries = 0
+"""
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_for_every_command(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    for command in ("run", "grid", "report", "agents", "scenarios", "bench", "demo"):
+        assert command in out
+        code, out_c, _ = run(capsys, command, "--help")
+        assert code == 0 and "usage: driftrank" in out_c
+
+
+def test_scenarios_and_agents(capsys):
+    code, out, _ = run(capsys, "scenarios")
+    assert code == 0 and "abrupt-shift" in out
+    code, out, _ = run(capsys, "agents")
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    assert code == 0 and "random" in lines and "oracle" in lines
+    assert "random order" in lines["random"]  # the one-line description
+
+
+def test_run_prints_windows_and_saves(capsys, tmp_path):
+    out_file = tmp_path / "cell.parquet"
+    code, out, _ = run(capsys, "run", "--scenario", "abrupt-shift", "--agent", "oracle",
+                       "--world", "abrupt_times=[200]", "--out", str(out_file),
+                       "--no-progress", *TINY)
+    assert code == 0
+    assert "abrupt@200" in out and "total: reward/req" in out
+    df = pd.read_parquet(out_file)
+    assert len(df) == 2 and (df["regret_per_request"].abs() < 1e-9).all()
+
+
+def test_grid_from_toml_with_flags_then_report(capsys, tmp_path):
+    toml = tmp_path / "grid.toml"
+    toml.write_text(GRID_TOML)
+    out_dir = tmp_path / "run"
+    code, out, _ = run(capsys, "grid", str(toml), "--seeds", "3", "--out", str(out_dir),
+                       "--no-progress")
+    assert code == 0 and "4 cells: 4 run" in out
+    spec = store.read_grid_spec(out_dir)
+    assert spec["seeds"] == [3] and spec["scenario_world"] == {"abrupt-shift": {
+        "abrupt_times": [200]}}
+    code, out, _ = run(capsys, "grid", str(toml), "--seeds", "3", "--out", str(out_dir),
+                       "--no-progress")
+    assert code == 0 and "4 already done" in out  # resumes
+    code, out, _ = run(capsys, "report", str(out_dir))
+    assert code == 0 and (out_dir / "report.md").is_file()
+    assert (out_dir / "reward_abrupt-shift.png").is_file()
+
+
+def test_grid_from_flags_only_and_failures_exit_1(capsys, tmp_path):
+    code, out, _ = run(capsys, "grid", "--scenarios", "stationary", "--agents", "random",
+                       "--seeds", "0", "--out", str(tmp_path / "a"), "--no-progress",
+                       "--report", *TINY)
+    assert code == 0 and (tmp_path / "a" / "report.md").is_file()
+    # test-boom is registered by tests/test_grid.py when that module is collected
+    pytest.importorskip("test_grid")
+    code, out, err = run(capsys, "grid", "--scenarios", "stationary",
+                         "--agents", "random,test-boom", "--retries", "0",
+                         "--out", str(tmp_path / "b"), "--no-progress", *TINY)
+    assert code == 1 and "FAILED" in out and "boom" in out
+    code, _, err = run(capsys, "grid", "--scenarios", "stationary", "--agents", "test-boom",
+                       "--retries", "0", "--out", str(tmp_path / "c"), "--no-progress", *TINY)
+    assert code == 1 and "every cell failed" in err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "--agent", "nope", *TINY], "'nope'"),
+    (["run", "--scenario", "nope", *TINY], "'nope'"),
+    (["run", "--world", "n_userz=3", *TINY], "n_userz"),
+    (["run", "--world", "n_users", *TINY], "KEY=VALUE"),
+    (["run", "--config", "colour=red", *TINY], "colour"),
+    (["run", "--requests", "450", "--batch", "100"], "requests=450"),
+    (["run", "--requests", "zero"], "'zero'"),
+    (["run", "--batch", "0"], "'0'"),
+    (["run", "--out", "x.txt", *TINY], "x.txt"),
+    (["grid", "--agents", "random"], "scenarios"),
+    (["grid", "--scenarios", "stationary", "--agents", "random", "--seeds", "a-b"], "a-b"),
+    (["grid", "--scenarios", "stationary", "--agents", "random", "--launcher", "slurm"],
+     "slurm"),
+    (["grid", "--scenarios", "stationary", "--agents", "random", "--runtime-env", "{x"],
+     "runtime-env"),
+    (["grid", "missing.toml"], "missing.toml"),
+    (["report", "no/such/run"], "no/such/run"),
+    (["bench", "gpu"], "gpu"),
+])
+def test_bad_values_exit_2_with_a_message_naming_them(capsys, argv, needle):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert needle in err and "Traceback" not in err
+
+
+def test_bad_toml_names_the_key(capsys, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('scenarios = ["stationary"]\nagents = ["random"]\nseedz = [1]\n')
+    code, _, err = run(capsys, "grid", str(bad))
+    assert code == 2 and "seedz" in err
+    bad.write_text("scenarios = [\n")
+    code, _, err = run(capsys, "grid", str(bad))
+    assert code == 2 and "bad.toml" in err
+
+
+def test_bench_env_and_demo_still_work(capsys):
+    code, out, _ = run(capsys, "bench", "env", "--seconds", "0.01")
+    assert code == 0 and "VectorRerankEnv" in out
+    code, out, _ = run(capsys, "demo", "--steps", "2")
+    assert code == 0 and "oracle" in out
+
+
+def test_bench_grid_prints_speedup(capsys, ray_session):
+    code, out, _ = run(capsys, "bench", "grid", "--cells", "2", "--requests", "200",
+                       "--batch", "100", "--world", "n_users=300", "--world", "n_items=200",
+                       "--scenario", "stationary")
+    assert code == 0 and "speedup (Ray vs serial):" in out
+    assert "serial" in out and "ray" in out
