@@ -1,4 +1,23 @@
-"""driftrank.adapt"""
-from .backends import LocalBackend, RayBackend  # noqa: F401  (LAST backends)
-from .bench_last import bench_last  # noqa: F401
-from .last import LastResult, LastSearch, budget_split  # noqa: F401
+"""driftrank.adapt: adaptation mechanisms that are not agents.
+
+- :class:`ErrorMemory` (ReLoop2): an LSH sketch of recent prediction errors, O(1) per sample.
+- :class:`CompensatedEvaluator`: a frozen evaluator whose outputs the memory corrects.
+- :class:`LastSearch` (LAST): per-request perturbation search around a frozen generator, with
+  :class:`LocalBackend` (one batched torch computation) and :class:`RayBackend` (actor pool).
+"""
+
+from .backends import LocalBackend, RayBackend
+from .compensated import CompensatedEvaluator
+from .error_memory import ErrorMemory, MemoryReadout
+from .last import LastResult, LastSearch, budget_split
+
+__all__ = [
+    "CompensatedEvaluator",
+    "ErrorMemory",
+    "LastResult",
+    "LastSearch",
+    "LocalBackend",
+    "MemoryReadout",
+    "RayBackend",
+    "budget_split",
+]

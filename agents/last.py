@@ -18,7 +18,6 @@ Selection only ever uses the (compensated) evaluator: never labels, never the wo
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from driftrank.adapt.compensated import CompensatedEvaluator
 from driftrank.adapt.last import DEFAULT_STEPS, LastSearch

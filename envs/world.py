@@ -21,10 +21,10 @@ A step
 
 Random streams
     Five independent generators: world (entities, from ``config.world_seed``), and arrivals,
-    recall, clicks and drift (from the episode seed). Each step draws the same *amounts* from each stream whatever the
-    agent does, so two agents on the same seed meet identical users, candidates, drift and dice
-    (common random numbers); only consumption feedback, which depends on what was clicked, lets
-    their worlds differ.
+    recall, clicks and drift (from the episode seed). Each step draws the same *amounts* from
+    each stream whatever the agent does, so two agents on the same seed meet identical users,
+    candidates, drift and dice (common random numbers); only consumption feedback, which
+    depends on what was clicked, lets their worlds differ.
 """
 
 from __future__ import annotations
