@@ -171,10 +171,12 @@ def cmd_run(args) -> int:
     prepare = getattr(factory, "prepare", None)
     if callable(prepare):
         from driftrank.agents import AgentContext
+        from driftrank.experiments.grid import prepare_kwargs
 
         prepare(AgentContext(world=spec.world_config(), seed=spec.seed,
-                             cache_dir=Path(args.cache_dir), threads=args.threads))
-    df = run_cell(spec, cache_dir=args.cache_dir, threads=args.threads,
+                             cache_dir=Path(args.cache_dir).absolute(), threads=args.threads),
+                **prepare_kwargs(prepare, spec.agent_config))
+    df = run_cell(spec, cache_dir=Path(args.cache_dir).absolute(), threads=args.threads,
                   progress=not args.no_progress)
     rows = [{
         "window": int(r.window), "ticks": f"{r.tick_start}-{r.tick_end}",
@@ -312,10 +314,15 @@ def cmd_bench(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    import inspect
+
     from driftrank.experiments.demo import run_demo
 
     _set_threads(1)
-    return run_demo(steps=args.steps, seed=args.seed)
+    wanted = {"out": args.out, "launcher": args.launcher, "progress": not args.no_progress,
+              "cache_dir": args.cache_dir, "quick": args.quick}
+    accepted = inspect.signature(run_demo).parameters
+    return run_demo(**{k: v for k, v in wanted.items() if v is not None and k in accepted})
 
 
 # ------------------------------------------------------------------------------ parser
@@ -446,9 +453,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="grid: use this Ray cluster instead of a local one")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("demo", help="the main comparison on an embedded default")
-    p.add_argument("--steps", type=_positive_int, default=200, help="steps of 256 requests")
-    p.add_argument("--seed", type=_nonneg_int, default=0)
+    p = sub.add_parser(
+        "demo", help="the main comparison on an embedded default grid",
+        description="Every built-in agent on an embedded default grid, then the report's "
+                    "summary. Finished cells are kept: re-running resumes.")
+    p.add_argument("--out", help="run folder (default runs/demo)")
+    p.add_argument("--launcher", choices=["serial", "ray"], help="default ray")
+    p.add_argument("--cache-dir", help="pretrained checkpoints (default .driftrank_cache)")
+    p.add_argument("--quick", action="store_true", help="a smoke-sized demo (tiny world)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -18,7 +18,8 @@ A :class:`GridSpec` is the Cartesian product scenarios x agents x seeds, with on
 2. writes ``RUN_DIR/grid.json`` and skips cells whose results are already stored (a re-run of
    the same command resumes);
 3. calls each agent factory's optional ``prepare(context)`` once per (world config, seed) in the
-   driver (agents build pretrained checkpoints there, cached under ``cache_dir``);
+   driver (agents build pretrained checkpoints there, cached under ``cache_dir``); keys of the
+   agent's config that ``prepare`` accepts by name (e.g. ``pretrain_config``) are passed too;
 4. runs the remaining cells: in-process one after another (``serial``), or one Ray task per cell
    (``ray``: ``ray.init()`` locally, or ``address=`` for a running cluster; an already
    initialised Ray session is used as is);
@@ -38,6 +39,7 @@ tasks.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import time
 import traceback
 import warnings
@@ -49,6 +51,10 @@ from typing import Any
 
 from . import store
 from .runner import _DEFAULTS, CellSpec, _check_int, canonical_json, run_cell
+from .store import load_results
+
+__all__ = ["GridError", "GridSpec", "GridSummary", "LAUNCHERS", "bench_grid", "load_results",
+           "prepare_kwargs", "ray_task_options", "run_grid", "shipped_factories"]
 
 LAUNCHERS = ("serial", "ray")
 
@@ -346,6 +352,21 @@ def _bar(total: int, progress: bool, desc: str):
     return tqdm(total=total, desc=desc, unit="cell", disable=not progress, dynamic_ncols=True)
 
 
+def prepare_kwargs(prepare: Callable, agent_config: dict) -> dict:
+    """The part of an agent's config that its ``prepare(context, ...)`` accepts by keyword
+    (all of it if ``prepare`` takes ``**kwargs``), e.g. ``pretrain_config``."""
+    try:
+        params = list(inspect.signature(prepare).parameters.values())
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return dict(agent_config)
+    names = {p.name for p in params[1:]
+             if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                           inspect.Parameter.KEYWORD_ONLY)}
+    return {k: v for k, v in agent_config.items() if k in names}
+
+
 def _prepare(todo, cache_dir, threads, launcher, run_dir, summary, progress) -> list[CellSpec]:
     """Call each factory's ``prepare(context)`` once per (world config, seed); drop the cells
     whose preparation failed (recording them as failed)."""
@@ -353,21 +374,25 @@ def _prepare(todo, cache_dir, threads, launcher, run_dir, summary, progress) -> 
 
     agents = available_agents()
     jobs: dict[tuple, list[CellSpec]] = {}
-    preparers = {}
+    calls = {}
     for cell in todo:
         factory = _load_factory(agents[cell.agent])
         prepare = getattr(factory, "prepare", None)
         if callable(prepare):
-            preparers[cell.agent] = prepare
-            jobs.setdefault((cell.agent, cell.world_config(), cell.seed), []).append(cell)
+            kwargs = prepare_kwargs(prepare, cell.agent_config)
+            key = (cell.agent, cell.world_config(), cell.seed, canonical_json(kwargs))
+            calls[key] = (prepare, kwargs)
+            jobs.setdefault(key, []).append(cell)
     if not jobs:
         return todo
     broken: set[str] = set()
     with _bar(len(jobs), progress, "prepare") as bar:
-        for (name, config, seed), cells in jobs.items():
+        for key, cells in jobs.items():
+            name, config, seed, _ = key
             context = AgentContext(world=config, seed=seed, cache_dir=cache_dir, threads=threads)
+            prepare, kwargs = calls[key]
             try:
-                preparers[name](context)
+                prepare(context, **kwargs)
             except Exception as exc:
                 err = [(f"prepare() of agent {name!r} failed: {_one_line(exc)}",
                         traceback.format_exc())]

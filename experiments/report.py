@@ -18,6 +18,9 @@ Writes ``report.md`` and one ``reward_<scenario>.png`` per scenario into the run
   cancel most of the noise): mean and 95% interval of the per-seed differences. If ``static``
   is not in the grid, the first agent is the baseline, and the report says so.
 - Failed and missing cells, so nothing is silently left out.
+
+Agents are shown by name; where the grid has several entries of one agent, by name plus the
+config keys in which they differ (the full configs are listed at the end).
 """
 
 from __future__ import annotations
@@ -113,6 +116,27 @@ def _labels_of(spec: dict | None) -> list[str]:
     from .runner import agent_label
 
     return [agent_label(a["name"], a.get("config")) for a in spec.get("agents", [])]
+
+
+def short_labels(spec: dict | None) -> dict[str, str]:
+    """Full label -> the name shown in tables: the bare agent name when the grid has one entry
+    of that agent, else the name plus only the config keys that differ between its entries."""
+    if not spec:
+        return {}
+    from .runner import agent_label, canonical_json
+
+    agents = spec.get("agents", [])
+    out = {}
+    for a in agents:
+        name, config = a["name"], a.get("config") or {}
+        same = [b.get("config") or {} for b in agents if b["name"] == name]
+        keys = {k for c in same for k in c}
+        differ = {k: config[k] for k in sorted(keys) if k in config and len(
+            {canonical_json(c.get(k)) for c in same}) > 1}
+        out[agent_label(name, config)] = agent_label(name, differ) if len(same) > 1 else name
+    if len(set(out.values())) < len(out):  # cannot happen for a valid grid; be safe
+        return {k: k for k in out}
+    return out
 
 
 def _events(df: pd.DataFrame) -> list[tuple[str, int]]:
@@ -230,7 +254,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
         raise ValueError(f"run folder {str(run_dir)!r} has no finished cells to report "
                          f"({len(failures)} failed); see {run_dir / store.FAILED}")
 
-    labels = _order(df["label"], _labels_of(spec))
+    short = short_labels(spec)
+    df = df.assign(label=df["label"].map(lambda x: short.get(x, x)))
+    labels = _order(df["label"], [short.get(x, x) for x in _labels_of(spec)])
     scenarios = _order(df["scenario"], (spec or {}).get("scenarios", []))
     cells = cell_metrics(df)
     lines = [f"# driftrank report: `{run_dir.name}`", ""]
@@ -285,9 +311,10 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
         lines += ["No abrupt shift fired after the first window in these runs.", ""]
 
     # paired differences
-    baseline = BASELINE if BASELINE in labels else labels[0]
+    agent_of = dict(zip(df["label"], df["agent"], strict=True))
+    baseline = next((lab for lab in labels if agent_of.get(lab) == BASELINE), labels[0])
     lines += [f"## Paired differences vs `{baseline}`", ""]
-    if baseline != BASELINE:
+    if agent_of.get(baseline) != BASELINE:
         lines += [f"`{BASELINE}` is not in this grid, so agents are paired against the first "
                   f"agent, `{baseline}`.", ""]
     lines += ["Per seed and scenario, agent minus baseline (same users, candidates and drift); "
@@ -321,13 +348,19 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     if failures or missing:
         lines += ["## Failed and missing cells", ""]
         if failures:
-            rows = [[f["cell_id"], f.get("label", ""), str(f.get("attempts", "")),
+            rows = [[f["cell_id"], short.get(f.get("label", ""), f.get("label", "")),
+                     str(f.get("attempts", "")),
                      f.get("error", "").replace("|", "\\|")] for f in failures]
             lines += [_md_table(["cell", "agent", "attempts", "error"], rows), "",
                       f"Tracebacks: `{store.FAILED}/<cell>.json`.", ""]
         if missing:
             lines += [f"Not run yet ({len(missing)}): " + ", ".join(f"`{m}`" for m in missing),
                       "", "Re-run the same `driftrank grid` command to finish them.", ""]
+
+    configured = [lab for lab in _labels_of(spec) if short.get(lab, lab) != lab]
+    if configured:
+        lines += ["## Agent configs", ""]
+        lines += [f"- `{short[lab]}`: `{lab}`" for lab in configured] + [""]
 
     path = out / "report.md"
     path.write_text("\n".join(lines))

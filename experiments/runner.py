@@ -66,7 +66,7 @@ COLUMNS = (
     *TIMING_COLUMNS,  # act() latency percentiles (ms per call) and requests/s of the window
 )
 
-#: The runner sets ``max_steps`` itself (long enough for the cell); it is not a cell setting.
+#: ``max_steps`` the runner gives the env (long enough for any cell) unless ``world`` sets it.
 RUN_MAX_STEPS = 10**9
 
 _DEFAULTS = dict(requests=81_920, batch=256, window=2_048)
@@ -148,10 +148,13 @@ class CellSpec:
             raise ValueError(f"agent_config={self.agent_config!r} must be a dict of keywords")
         if not isinstance(self.world, dict):
             raise ValueError(f"world={self.world!r} must be a dict of world settings")
-        if "max_steps" in self.world:
+        max_steps = self.world.get("max_steps", RUN_MAX_STEPS)
+        if isinstance(max_steps, int) and not isinstance(max_steps, bool) \
+                and max_steps < self.requests // self.batch:
             raise ValueError(
-                "world setting max_steps is set by the runner (the cell runs requests/batch "
-                "steps); set requests instead")
+                f"world setting max_steps={max_steps} is fewer than the cell's "
+                f"{self.requests // self.batch} steps (requests/batch); the episode would "
+                "reset mid-cell. Leave max_steps out (the runner sets it) or raise it")
         try:  # JSON-able, so the cell id and the results store can record it
             canonical_json(self.to_dict())
         except (TypeError, ValueError) as exc:
@@ -196,10 +199,11 @@ class CellSpec:
     def world_config(self) -> WorldConfig:
         """The :class:`WorldConfig` this cell's env runs (what ``AgentContext.world`` holds).
 
-        ``max_steps`` is fixed to :data:`RUN_MAX_STEPS` whatever the cell length, so cells of
-        different lengths share a world config (and pretrained checkpoints keyed on it).
+        ``max_steps`` is :data:`RUN_MAX_STEPS` whatever the cell length (unless ``world`` sets
+        it, to at least the cell's steps), so cells of different lengths share a world config
+        (and pretrained checkpoints keyed on it).
         """
-        return make_config(self.scenario, **self.world, max_steps=RUN_MAX_STEPS)
+        return make_config(self.scenario, **{"max_steps": RUN_MAX_STEPS, **self.world})
 
 
 def _format_events(events: list[dict]) -> str:

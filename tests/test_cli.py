@@ -141,11 +141,27 @@ def test_bad_toml_names_the_key(capsys, tmp_path):
     assert code == 2 and "bad.toml" in err
 
 
-def test_bench_env_and_demo_still_work(capsys):
+def test_bench_env_still_works(capsys):
     code, out, _ = run(capsys, "bench", "env", "--seconds", "0.01")
     assert code == 0 and "VectorRerankEnv" in out
-    code, out, _ = run(capsys, "demo", "--steps", "2")
-    assert code == 0 and "oracle" in out
+
+
+def test_demo_passes_its_flags_to_run_demo(capsys, monkeypatch, tmp_path):
+    import driftrank.experiments.demo as demo
+
+    seen = {}
+
+    def fake_run_demo(out="runs/demo", launcher="ray", progress=True, cache_dir=".c",
+                      quick=False):
+        seen.update(out=out, launcher=launcher, progress=progress, quick=quick)
+        return 0
+
+    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    code, _, _ = run(capsys, "demo", "--quick", "--launcher", "serial", "--no-progress",
+                     "--out", str(tmp_path))
+    assert code == 0
+    assert seen == {"out": str(tmp_path), "launcher": "serial", "progress": False,
+                    "quick": True}
 
 
 def test_bench_grid_prints_speedup(capsys, ray_session):

@@ -64,8 +64,8 @@ class PrepAgent(BaseAgent):
         super().__init__(context)
 
     @classmethod
-    def prepare(cls, context):
-        CALLS["prepare"].append(context)
+    def prepare(cls, context, flavour: int = 0):
+        CALLS["prepare"].append((context, flavour))
 
     def act(self, obs):
         b = obs["candidate_ids"].shape[0]
@@ -173,10 +173,12 @@ def test_prepare_runs_once_per_world_config_and_seed_in_the_driver(tmp_path):
                               "random"], seeds=[0, 1])
     summary = run_grid(spec, tmp_path, progress=False)
     assert summary.ok and len(summary.completed) == 12
-    got = sorted((c.world.scenario, c.seed) for c in CALLS["prepare"])
-    assert got == [("gradual", 0), ("gradual", 1), ("stationary", 0), ("stationary", 1)]
+    # once per (world config, seed) and per value of the config keys prepare() accepts
+    got = sorted((c.world.scenario, c.seed, f) for c, f in CALLS["prepare"])
+    assert got == [(s, seed, f) for s in ("gradual", "stationary") for seed in (0, 1)
+                   for f in (1, 2)]
     cells = {(c.scenario, c.seed): c for c in spec.cells() if c.agent == "test-prep"}
-    for ctx in CALLS["prepare"]:  # the very config the cell's env runs (checkpoint cache key)
+    for ctx, _ in CALLS["prepare"]:  # the very config the cell's env runs (cache key)
         assert ctx.world == cells[(ctx.world.scenario, ctx.seed)].world_config()
         assert ctx.cache_dir.is_absolute()
     CALLS["prepare"].clear()

@@ -103,3 +103,16 @@ def test_report_of_an_empty_or_missing_run_says_so(tmp_path):
         write_report(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="not a driftrank run folder"):
         write_report(tmp_path)
+
+
+def test_short_labels_keep_only_what_differs():
+    from driftrank.experiments.report import short_labels
+    from driftrank.experiments.runner import agent_label
+
+    agents = [{"name": "static", "config": {"pretrain_config": {"epochs": 1}}},
+              {"name": "last", "config": {"steps": 1, "pretrain_config": {"epochs": 1}}},
+              {"name": "last", "config": {"steps": 2, "pretrain_config": {"epochs": 1}}},
+              {"name": "random", "config": {}}]
+    short = short_labels({"agents": agents})
+    assert [short[agent_label(a["name"], a["config"])] for a in agents] == [
+        "static", "last(steps=1)", "last(steps=2)", "random"]

@@ -159,7 +159,7 @@ def test_cell_id_is_stable_and_readable():
     (dict(window=250), "window=250"),
     (dict(window=4000), "window=4000"),
     (dict(batch=0), "batch=0"),
-    (dict(world={"max_steps": 5}), "max_steps"),
+    (dict(world={"max_steps": 5}), "max_steps=5"),
 ])
 def test_bad_cell_settings_name_the_value(kw, needle):
     with pytest.raises(ValueError, match=needle):
