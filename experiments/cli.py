@@ -309,8 +309,58 @@ def cmd_bench(args) -> int:
         ]))
         print(f"speedup (Ray vs serial): {r['speedup']:.2f}x")
         return 0
-    print(f"unknown benchmark {args.what!r}; choose one of: env, grid", file=sys.stderr)
+    if args.what == "models":
+        import time
+
+        from driftrank.agents.pretrained import PretrainConfig, pretrain
+        from driftrank.generator import bench_models
+
+        r = bench_models(threads=args.threads)
+        print(_table([{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in row.items()}
+                      for row in r["results"]]))
+        start = time.perf_counter()
+        models = pretrain(args.scenario, cache_dir=args.cache_dir, threads=2,
+                          config=PretrainConfig())
+        took = time.perf_counter() - start
+        hit = " (cache hit: delete the cache dir to time training)" if models.cache_hit else ""
+        print(f"pretraining ({args.scenario}, default config, 2 threads): {took:.1f} s{hit}")
+        return 0
+    if args.what == "adapt":
+        from driftrank.adapt.bench_last import bench_last
+        from driftrank.experiments.bench_memory import bench_memory
+
+        mem = bench_memory(n_stored=args.stored)
+        print(_table([{k: (f"{v:,.0f}" if isinstance(v, float) and v > 100 else v)
+                       for k, v in mem.items() if not isinstance(v, dict | list)}]))
+        rows = bench_last(threads=args.threads)
+        print(_table([{k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in row.items()}
+                      for row in rows]))
+        return 0
+    print(f"unknown benchmark {args.what!r}; choose one of: env, models, adapt, grid",
+          file=sys.stderr)
     return 2
+
+
+def cmd_pretrain(args) -> int:
+    import json
+
+    from driftrank.agents.pretrained import PretrainConfig, pretrain
+    from driftrank.envs import make_config
+
+    world = make_config(args.scenario, **_world_flags(args.world)[0])
+    settings = {}
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        if not _:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        settings[key] = json.loads(value) if value[:1].isdigit() or value[:1] == "-" else value
+    config = PretrainConfig().replace(**settings)
+    models = pretrain(world, seed=args.seed, config=config, cache_dir=args.cache_dir,
+                      threads=args.threads, log=lambda m: print(f"  {m}", flush=True))
+    print(f"{'loaded from cache' if models.cache_hit else 'trained'}: {models.path}")
+    for key, value in models.metrics.items():
+        print(f"  {key:<24} {value:.4f}" if isinstance(value, float) else f"  {key:<24} {value}")
+    return 0
 
 
 def cmd_demo(args) -> int:
@@ -424,6 +474,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the report here instead of RUN_DIR")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser(
+        "pretrain", help="offline phase: logs -> evaluator -> generator (cached)",
+        description="Generate logs from the pre-drift world with the behaviour policy, train "
+                    "the evaluator, then the generator (imitation + policy gradient), print "
+                    "held-out metrics and cache the checkpoints. A second call loads them.",
+        epilog="example:\n  driftrank pretrain --scenario abrupt-shift --set n_requests=10000",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenario", default="stationary", help="scenario (default stationary)")
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="training seed (default 0)")
+    p.add_argument("--world", action="append", metavar="KEY=VALUE",
+                   help="world setting, repeatable (e.g. n_users=2000)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="pretraining setting, repeatable (n_requests, evaluator_epochs, "
+                        "imitation_epochs, pg_steps, hidden, ...)")
+    p.add_argument("--cache-dir", default=".driftrank_cache", help="checkpoint cache folder")
+    p.add_argument("--threads", type=_positive_int, default=2, help="torch threads (default 2)")
+    p.set_defaults(func=cmd_pretrain)
+
     p = sub.add_parser("agents", help="list the agents (built-in and plugins)")
     p.set_defaults(func=cmd_agents)
 
@@ -435,7 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="env: simulator requests/s. grid: wall time of one fixed grid (--cells "
                     "seeds of one scenario and agent) run serially, then on Ray with "
                     "--workers CPUs; prints the speedup.")
-    p.add_argument("what", choices=["env", "grid"], help="env: simulator requests/s; "
+    p.add_argument("what", choices=["env", "models", "adapt", "grid"],
+                   help="models: evaluator/generator latency + pretraining time; adapt: error "
+                        "memory and LAST; env: simulator requests/s; "
                    "grid: serial vs Ray wall time")
     p.add_argument("--scenario", default="abrupt-shift", help="scenario to time")
     p.add_argument("--threads", type=_positive_int, default=1, help="threads (default 1)")
@@ -448,6 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive_int, default=2,
                    help="grid: CPUs of the local Ray (default 2)")
     p.add_argument("--agent", default="random", help="grid: agent (default random)")
+    p.add_argument("--cache-dir", default=".driftrank_cache", help="models: checkpoint cache")
+    p.add_argument("--stored", type=_positive_int, default=1_000_000,
+                   help="adapt: keys stored for the faiss comparison (default 1,000,000)")
     p.add_argument("--world", action="append", metavar="KEY=VALUE",
                    help="grid: world setting, e.g. --world n_users=2000 (repeatable)")
     p.add_argument("--address", help="grid: use this Ray cluster instead of a local one")

@@ -170,3 +170,19 @@ def test_bench_grid_prints_speedup(capsys, ray_session):
                        "--scenario", "stationary")
     assert code == 0 and "speedup (Ray vs serial):" in out
     assert "serial" in out and "ray" in out
+
+
+def test_pretrain_command_trains_then_hits_the_cache(tmp_path, capsys):
+    from driftrank.experiments.cli import main
+
+    args = ["pretrain", "--scenario", "stationary", "--world", "n_users=300",
+            "--world", "n_items=200", "--set", "n_requests=600", "--set", "evaluator_epochs=1",
+            "--set", "imitation_epochs=1", "--set", "pg_steps=2", "--set", "eval_requests=50",
+            "--cache-dir", str(tmp_path), "--threads", "1"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "trained:" in first and "evaluator_auc" in first
+    assert main(args) == 0
+    assert "loaded from cache" in capsys.readouterr().out
+    assert main(["pretrain", "--set", "bogus=1", "--cache-dir", str(tmp_path)]) == 2
+    assert "unknown pretraining setting" in capsys.readouterr().err
