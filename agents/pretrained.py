@@ -65,7 +65,7 @@ class PretrainConfig:
     imitation_epochs: int = 2
     pg_steps: int = 150
     pg_lr: float = 1e-3
-    behaviour_noise: float = 2.0
+    behaviour_noise: float = 3.0
     behaviour_epsilon: float = 0.1
     eval_requests: int = 1_000
     eval_permutations: int = 8

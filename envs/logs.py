@@ -2,7 +2,7 @@
 
 A production system's logs come from its own ranker, not from a uniform one. The behaviour
 policy here is a *noisy relevance ranker with exploration*: it sorts candidates by the true
-attraction logit plus Gaussian noise (std 2 by default: a mediocre production model that a
+attraction logit plus Gaussian noise (std 3 by default: a mediocre production model that a
 learned re-ranker can beat), and with
 probability ``epsilon`` per slot shows a random unused candidate instead (exploration, so the
 logs cover more than the ranker's favourites).
@@ -119,7 +119,7 @@ def generate_logs(
     n_requests: int = 20_000,
     seed: int = 0,
     batch_size: int = 500,
-    noise: float = 2.0,
+    noise: float = 3.0,
     epsilon: float = 0.1,
     **world_overrides,
 ) -> LoggedData:
