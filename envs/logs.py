@@ -152,7 +152,7 @@ def generate_logs(
     # contain what was reported by the end of the logging window, as in production
     requests = {k: np.concatenate(v)[:n_requests] for k, v in parts.items()}
     requests["conversions"], delays = _conversion_matrix(requests, conv_events, config.slate_size)
-    shown = _shown_frame(requests, delays, world)
+    shown = _shown_frame(requests, delays)
     return LoggedData(shown=shown, requests=requests, config=config)
 
 
@@ -171,7 +171,7 @@ def _conversion_matrix(requests, conv_events, k):
     return conv, delays
 
 
-def _shown_frame(requests, delays, world: World) -> pd.DataFrame:
+def _shown_frame(requests, delays) -> pd.DataFrame:
     r, k = requests["slates"].shape
     item_ids = np.take_along_axis(requests["candidate_ids"], requests["slates"], axis=1)
     item_feats = np.take_along_axis(

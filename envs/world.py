@@ -207,10 +207,14 @@ class World:
     def reference_for(self, users: np.ndarray, cands: np.ndarray) -> np.ndarray:
         """Greedy-on-truth reference slates for given users and candidate *slots* under the
         world's current state (pure; for tests and analysis of drift)."""
-        c = self.config
         affinity = ((self.user_u[users] + self.drift.offset) @ self.item_v.T) * self._k_aff
         topics, logit, pconv = self._candidate_truth(users, affinity, cands)
-        value = _sigmoid(logit) * (1.0 + c.conversion_weight * pconv)
+        return self._greedy(_sigmoid(logit), pconv, topics)
+
+    def _greedy(self, attraction, pconv, topics) -> np.ndarray:
+        """Greedy-on-truth slates from candidates' attraction, conversion probs and topics."""
+        c = self.config
+        value = attraction * (1.0 + c.conversion_weight * pconv)
         return cm.greedy_reference(value, topics, c.slate_size, c.repeat_penalty, c.contrast)
 
     def _recall(self, affinity: np.ndarray) -> np.ndarray:
@@ -323,10 +327,7 @@ class World:
 
     def reference_slates(self) -> np.ndarray:
         """Greedy-on-truth reference slates (B, K) for the pending requests."""
-        c = self.config
-        value = self._req_attraction * (1.0 + c.conversion_weight * self._req_pconv)
-        return cm.greedy_reference(value, self._req_topics, c.slate_size, c.repeat_penalty,
-                                   c.contrast)
+        return self._greedy(self._req_attraction, self._req_pconv, self._req_topics)
 
     def true_attraction(self) -> np.ndarray:
         """(B, N) true attraction logits of the pending candidates (for the logging policy and
