@@ -6,7 +6,7 @@ to leave it alone and correct its *outputs*: every labelled impression is writte
 for that position, together with the click and the evaluator's prediction. A new prediction
 reads back the labels of similar past impressions (same LSH buckets) and moves toward them:
 
-    y_comp = clip(y_base + lambda * (gamma * y_bar + (1 - gamma) * y_bar_base - y_base), 0, 1)
+    y_comp = clip(y_base + lambda * (y_bar - gamma * y_base - (1 - gamma) * y_bar_base), 0, 1)
 
 The keys are computed by the frozen evaluator, so a write at feedback time hashes exactly like a
 read at serving time (``observe`` recomputes them; the evaluator is deterministic in eval mode).

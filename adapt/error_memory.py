@@ -59,10 +59,14 @@ Compensation
 ------------
 With ``y_bar = sum_r w_r y_bar_r`` and ``y_bar_base = sum_r w_r y_bar_base_r``::
 
-    y_err       = gamma * y_bar + (1 - gamma) * y_bar_base - y_base
+    y_err       = y_bar - (gamma * y_base + (1 - gamma) * y_bar_base)
     compensated = clip(y_base + lam * y_err, 0, 1)
 
-so ``lam = 0`` returns ``y_base`` and ``gamma = 1`` gives ``(1 - lam) * y_base + lam * y_bar``.
+so ``lam = 0`` returns ``y_base``; ``gamma = 1`` (the default) pulls the prediction toward the
+neighbours' labels, ``(1 - lam) * y_base + lam * y_bar``; ``gamma = 0`` adds the neighbours'
+mean error ``y_bar - y_bar_base`` and keeps the base model's ranking inside a bucket. (An
+earlier form, ``gamma * y_bar + (1 - gamma) * y_bar_base - y_base``, used no label at all at
+``gamma = 0``; this one interpolates between two error estimates that both do.)
 A query whose ``R`` buckets are all empty has no evidence and returns ``y_base`` unchanged.
 
 Options
@@ -159,7 +163,8 @@ class ErrorMemory:
         buckets narrower (more local, fewer samples each); the paper uses up to 16. The table
         takes ``24 * R * 2**L`` bytes (32 with ``half_life``): 12 GiB at L = 24, R = 32.
     n_arrays: ``R``, repeated independent arrays (tens to low hundreds in the paper).
-    gamma: weight of the bucket label mean versus the bucket base-prediction mean in ``y_err``.
+    gamma: which prediction the neighbours' label mean is compared with in ``y_err``: this
+        sample's base prediction (1) or the neighbours' mean base prediction (0).
     lam: compensation strength in [0, 1].
     tau: softmax temperature of the attention over the ``R`` arrays, > 0.
     sigma: write only samples with ``|y - y_base| > sigma``; 0 writes everything.
@@ -525,7 +530,7 @@ class ErrorMemory:
         out = yb.copy()
         if self._lam == 0.0 or n == 0:
             return out
-        y_mem = np.empty(n, dtype=np.float64)  # gamma * y_bar + (1 - gamma) * y_bar_base
+        y_mem = np.empty(n, dtype=np.float64)  # y_bar - (1 - gamma) * y_bar_base
         hit = np.empty(n, dtype=bool)
         for lo in range(0, n, self.chunk_rows):
             hi = min(lo + self.chunk_rows, n)
@@ -533,11 +538,10 @@ class ErrorMemory:
             w, ybar, ybarb, c = (self._scratch(nm, (r, m), np.float64) for nm in "wabc")
             hit[lo:hi] = self._readout_chunk(self._index(k[lo:hi]), w, ybar, ybarb, c)
             if self._gamma != 1.0:
-                ybar *= self._gamma
                 ybarb *= 1.0 - self._gamma
-                ybar += ybarb
+                ybar -= ybarb
             np.einsum("rm,rm->m", w, ybar, out=y_mem[lo:hi])
-        comp = np.clip(yb + self._lam * (y_mem - yb), 0.0, 1.0)
+        comp = np.clip(yb + self._lam * (y_mem - self._gamma * yb), 0.0, 1.0)
         np.copyto(out, comp, where=hit)
         return out
 

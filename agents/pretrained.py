@@ -19,6 +19,7 @@ the periodic scenario); :func:`model_inputs` is the one place that builds it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -39,7 +40,7 @@ from driftrank.envs.config import WorldConfig
 from driftrank.envs.logs import LOG_STREAM_SALT, behaviour_slates, generate_logs
 from driftrank.envs.world import World
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: held-out truth metrics on a warmed-up world
 EVAL_STREAM_SALT = LOG_STREAM_SALT + 1  # held-out world requests for truth-based metrics
 
 
@@ -54,17 +55,31 @@ def model_inputs(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Offline training settings. Defaults train the default world in about a minute."""
+    """Offline training settings. Defaults train the default world in about a minute.
 
-    n_requests: int = 20_000
+    Why these defaults (measured on the default world, see the README):
+
+    - ``evaluator_ids=False``: a 64-wide embedding per catalog id memorises the logs (train
+      AUC 0.84, held-out 0.78); without it the evaluator generalises (held-out AUC 0.80, on par
+      with a hand-built bilinear logistic model) and still sees item quality through the live
+      CTR features. The generator keeps its ids: imitation gains from them.
+    - 40k logged requests and 6 evaluator epochs: held-out AUC keeps rising up to there.
+    - ``pg_lr=3e-4``: the evaluator is an imperfect reward model; a larger step exploits it
+      (true reward falls while the evaluator's score rises), and ``pg_imitation_coef`` keeps
+      the imitation loss in the objective so that small logs cannot undo the warm start.
+    """
+
+    n_requests: int = 40_000
     holdout: float = 0.2
     hidden: int = 64
-    evaluator_epochs: int = 4
+    evaluator_epochs: int = 6
     evaluator_lr: float = 3e-3
     evaluator_weight_decay: float = 1e-5
-    imitation_epochs: int = 2
+    evaluator_ids: bool = False
+    imitation_epochs: int = 4
     pg_steps: int = 150
-    pg_lr: float = 1e-3
+    pg_lr: float = 3e-4
+    pg_imitation_coef: float = 1.0
     behaviour_noise: float = 3.0
     behaviour_epsilon: float = 0.1
     eval_requests: int = 1_000
@@ -129,7 +144,8 @@ def pretrain(
     item_dim = train["candidates"].shape[2]
     k = world.slate_size
     evaluator = ev.ListwiseEvaluator(ev.EvaluatorConfig(
-        user_dim=user_dim, item_dim=item_dim, slate_size=k, hidden=config.hidden, seed=seed))
+        user_dim=user_dim, item_dim=item_dim, slate_size=k, hidden=config.hidden, seed=seed,
+        use_ids=config.evaluator_ids))
     ev_metrics = ev.train_evaluator(
         evaluator, train, epochs=config.evaluator_epochs, lr=config.evaluator_lr, seed=seed,
         weight_decay=config.evaluator_weight_decay, valid=held)
@@ -139,8 +155,10 @@ def pretrain(
     generator = gen.SlateGenerator(gen.GeneratorConfig(
         user_dim=user_dim, item_dim=item_dim, slate_size=k, hidden=config.hidden, seed=seed))
     gen.train_imitation(generator, train, epochs=config.imitation_epochs, seed=seed)
+    imitated = copy.deepcopy(generator).eval()
     gen.train_policy_gradient(generator, evaluator, train, steps=config.pg_steps,
-                              lr=config.pg_lr, seed=seed)
+                              lr=config.pg_lr, seed=seed,
+                              imitation_coef=config.pg_imitation_coef)
     generator.eval()
     t_train = time.perf_counter() - start - t_logs
 
@@ -149,7 +167,7 @@ def pretrain(
         "evaluator_auc": ev_metrics["valid_auc"],
         "evaluator_logloss": ev_metrics["valid_logloss"],
         "position_baseline_auc": _position_baseline_auc(train, held),
-        **truth_metrics(world, seed, evaluator, generator, config),
+        **truth_metrics(world, seed, evaluator, generator, config, imitated=imitated),
         "logs_seconds": t_logs,
         "train_seconds": t_train,
         "n_train_requests": int(train["slates"].shape[0]),
@@ -175,18 +193,21 @@ def _position_baseline_auc(train: dict, held: dict) -> float:
 
 @torch.inference_mode()
 def truth_metrics(world: WorldConfig, seed: int, evaluator, generator,
-                  config: PretrainConfig) -> dict:
-    """Metrics that need the world's truth, on fresh requests from the pre-drift world.
+                  config: PretrainConfig, imitated=None) -> dict:
+    """Metrics that need the world's truth, on held-out requests from the pre-drift world
+    (a separate stream, warmed up by as many behaviour requests as the logs hold).
 
     - ``evaluator_spearman``: per request, the rank correlation between the evaluator's slate
       score and the true expected reward over random permutations of a behaviour slate
       (does the evaluator judge *order* the way the world does?), averaged.
     - true expected reward per request of the generator's greedy slates, of the behaviour
-      policy, of random slates and of the greedy-on-truth reference.
+      policy, of random slates and of the greedy-on-truth reference; with ``imitated`` (the
+      generator before policy gradient) also its reward, so what policy gradient added shows.
     """
     n = config.eval_requests
     w = World(world.without_events(), n, seed, stream_salt=EVAL_STREAM_SALT)
     rng = np.random.default_rng([seed, EVAL_STREAM_SALT])
+    _warm_up(w, config, rng)
     obs = model_inputs(w.observation())
     k = world.slate_size
     behaviour = behaviour_slates(w.true_attraction(), k, config.behaviour_noise,
@@ -204,13 +225,27 @@ def truth_metrics(world: WorldConfig, seed: int, evaluator, generator,
     scores = evaluator.score(rep["user"], items, ids).numpy().reshape(n, p)
     truth = np.stack([w.expected_reward(perms[:, j]) for j in range(p)], axis=1)
     rhos = [ev.spearman(scores[i], truth[i]) for i in range(n)]
-    return {
+    out = {
         "evaluator_spearman": float(np.nanmean(rhos)),
         "generator_true_reward": float(w.expected_reward(greedy).mean()),
         "behaviour_true_reward": float(w.expected_reward(behaviour).mean()),
         "random_true_reward": float(w.expected_reward(random).mean()),
         "reference_true_reward": float(w.expected_reward(w.reference_slates()).mean()),
     }
+    if imitated is not None:
+        slates = imitated.greedy(obs["user"], obs["candidates"], obs["candidate_ids"]).numpy()
+        out["imitation_true_reward"] = float(w.expected_reward(slates).mean())
+    return out
+
+
+def _warm_up(w: World, config: PretrainConfig, rng: np.random.Generator) -> None:
+    """Serve as many behaviour requests as the logs hold, so that the held-out requests come
+    from a world whose item statistics (impressions, CTR) look like the logs' end, not from a
+    catalog nobody has seen yet (features the models rely on would be out of distribution)."""
+    k = w.config.slate_size
+    for _ in range(-(-config.n_requests // w.batch_size)):
+        w.serve(behaviour_slates(w.true_attraction(), k, config.behaviour_noise,
+                                 config.behaviour_epsilon, rng), with_truth=False)
 
 
 def _save_atomically(path: Path, evaluator, generator, metrics, world, seed, config) -> None:

@@ -6,6 +6,13 @@ log-probability of every pick in proportion to its reward-to-go minus a baseline
 is the evaluator's reward-to-go of the *logged* (behaviour) slate of the same request: the
 policy is rewarded for beating what was served, which removes the per-request difficulty from
 the gradient's variance without a learned critic.
+
+The evaluator is only a model of the world, and policy gradient finds its mistakes: when the
+logs are small, the evaluator's score of the sampled slates keeps rising while their true
+reward falls below the imitation warm start (measured: 2.17 -> 1.78 on a 6k-request world).
+``imitation_coef`` anchors the policy by adding the imitation loss (teacher-forced NLL of the
+logs' best-clicked orders, see :mod:`.imitation`) on the same batch, a behaviour-cloning
+regulariser in the spirit of a trust region that costs one extra teacher-forced decode.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import torch
 
 from driftrank.evaluator.batch import check_logged, gather_slate
 
+from .imitation import imitation_targets
 from .model import SlateGenerator
 from .tensors import request_tensors
 
@@ -53,24 +61,32 @@ def train_policy_gradient(
     samples_per_request: int = 4,
     weights=None,
     entropy_coef: float = 0.0,
+    imitation_coef: float = 0.0,
 ) -> dict:
     """Train ``model`` in place for ``steps`` updates; return metrics.
 
     ``samples_per_request`` slates are sampled per request (one batched decode). ``weights``
-    (K,) optionally weight the evaluator's per-position rewards. The evaluator is put in eval
-    mode and only read (no gradient reaches it); its mode is restored afterwards.
+    (K,) optionally weight the evaluator's per-position rewards. ``imitation_coef`` > 0 adds
+    that multiple of the imitation loss (needs ``clicks`` in ``data``). The evaluator is put in
+    eval mode and only read (no gradient reaches it); its mode is restored afterwards.
 
     Returns ``{"reward": [mean sampled slate reward per step], "behaviour_reward": mean
     evaluator reward of the logged slates, "final_reward", "seconds"}``.
     """
-    if steps < 0 or batch_size < 1 or lr <= 0 or samples_per_request < 1:
+    if steps < 0 or batch_size < 1 or lr <= 0 or samples_per_request < 1 or imitation_coef < 0:
         raise ValueError(
             f"bad training arguments: steps={steps} batch_size={batch_size} lr={lr} "
-            f"samples_per_request={samples_per_request}"
+            f"samples_per_request={samples_per_request} imitation_coef={imitation_coef}"
         )
     t0 = time.perf_counter()
     n = check_logged(data, ("user", "candidates", "candidate_ids", "slates"))
     t = request_tensors(data)
+    target = None
+    if imitation_coef > 0:
+        if "clicks" not in data:
+            raise ValueError("imitation_coef > 0 needs 'clicks' in the logged batch (the "
+                             "imitation targets are the logs' best-clicked orders)")
+        target = torch.as_tensor(imitation_targets(data["slates"], data["clicks"]))
     w = None if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float32))
     ev_training = getattr(evaluator, "training", False)
     if hasattr(evaluator, "eval"):
@@ -100,6 +116,9 @@ def train_policy_gradient(
             )
             adv = reward_to_go(r) - base[:, :k].repeat_interleave(p, 0)
             loss = -(adv * logp).sum(1).mean()
+            if target is not None:
+                _, logp_target = model.decode(enc, h0, slates=target[idx])
+                loss = loss - imitation_coef * logp_target.mean()
             if entropy_coef:
                 loss = loss + entropy_coef * logp.sum(1).mean()  # sampled-entropy surrogate
             opt.zero_grad(set_to_none=True)

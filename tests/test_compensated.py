@@ -12,8 +12,11 @@ from driftrank.agents.pretrained import PretrainConfig, model_inputs, pretrain
 from driftrank.envs import VectorRerankEnv
 from driftrank.evaluator import log_loss
 
+# ids in the evaluator on purpose: its hidden keys then carry item identity, which is what the
+# memory's buckets need to hold item-level corrections (measured: without ids the memory gives
+# no gain on this world, see the README's honest notes)
 TINY = PretrainConfig(n_requests=3000, evaluator_epochs=2, imitation_epochs=1, pg_steps=20,
-                      eval_requests=200)
+                      eval_requests=200, evaluator_ids=True, pg_lr=1e-3, pg_imitation_coef=0.0)
 WORLD = dict(n_users=300, n_items=200, abrupt_times=(2000,))
 
 

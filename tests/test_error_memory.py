@@ -77,9 +77,12 @@ def test_compensation_by_hand():
     # gamma = 1: y_bar(a) = 0.8 (tau 1), y_bar(c) = 1, y_bar(d) = 0
     got = hand_memory(tau=1.0, lam=0.5).compensate(keys, y_base)
     np.testing.assert_allclose(got, [0.3 + 0.5 * (0.8 - 0.3), 0.65, 0.15])
-    # gamma = 0.25: y_err(a) = 0.25 * 0.8 + 0.75 * 0.4 - 0.3 = 0.2
+    # gamma = 0.25: y_err(a) = 0.8 - (0.25 * 0.3 + 0.75 * 0.4) = 0.425
     got = hand_memory(tau=1.0, lam=0.5, gamma=0.25).compensate(keys[:1], y_base[:1])
-    np.testing.assert_allclose(got, [0.3 + 0.5 * 0.2])
+    np.testing.assert_allclose(got, [0.3 + 0.5 * 0.425])
+    # gamma = 0: the neighbours' mean error, y_bar - y_bar_base = 0.4, whatever y_base is
+    got = hand_memory(tau=1.0, lam=1.0, gamma=0.0).compensate(keys[:1], np.array([0.1]))
+    np.testing.assert_allclose(got, [0.1 + 0.4])
 
 
 def test_compensation_is_clipped_to_unit_interval():

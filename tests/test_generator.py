@@ -224,6 +224,29 @@ def test_policy_gradient_alone_learns_from_the_evaluator():
     assert after > before + 0.6 and after > _behaviour_clicks() + 0.1, (before, after)
 
 
+def test_imitation_anchor_resists_a_misleading_evaluator():
+    """Policy gradient against a reward model that is wrong (it pays for what the world
+    dislikes) drags the policy down; the imitation term keeps it near the warm start."""
+    ev = trained_evaluator()
+
+    def misleading(user, items, ids):
+        return 1.0 - ev(user, items, ids)
+
+    results = {}
+    for coef in (0.0, 2.0):
+        model = SlateGenerator(_config())
+        model.load_state_dict(_imitated().state_dict())
+        train_policy_gradient(model, misleading, train_data(), steps=60, batch_size=64,
+                              lr=3e-3, seed=0, imitation_coef=coef)
+        results[coef] = _true_clicks(model)
+    warm = _true_clicks(_imitated())
+    assert results[2.0] > results[0.0] + 1.0, (warm, results)
+    assert results[2.0] > 0.9 * warm, (warm, results)
+    with pytest.raises(ValueError, match="clicks"):
+        data = {k: v for k, v in train_data().items() if k != "clicks"}
+        train_policy_gradient(SlateGenerator(_config()), ev, data, steps=1, imitation_coef=1.0)
+
+
 def test_same_seed_gives_identical_weights():
     data = {k: v[:256] for k, v in train_data().items()}
     states = []

@@ -10,7 +10,7 @@ from driftrank.envs import make_config
 from driftrank.evaluator import CheckpointError
 
 WORLD = make_config("abrupt-shift", n_users=1000, n_items=500)
-CONFIG = PretrainConfig(n_requests=6000, evaluator_epochs=3, imitation_epochs=2, pg_steps=60,
+CONFIG = PretrainConfig(n_requests=10_000, evaluator_epochs=5, imitation_epochs=2, pg_steps=60,
                         eval_requests=800)
 
 
@@ -21,11 +21,16 @@ def trained(tmp_path_factory):
 
 
 def test_pretrained_models_beat_the_baselines_they_should(trained):
+    """Margins a correct pipeline clears with room on this world (measured: AUC +0.019,
+    Spearman 0.29, generator +15% over the behaviour policy) and a broken one cannot."""
     m = trained.metrics
-    assert m["evaluator_auc"] > m["position_baseline_auc"]
-    assert m["evaluator_spearman"] > 0.15
-    assert m["generator_true_reward"] > m["behaviour_true_reward"] > m["random_true_reward"]
-    assert m["reference_true_reward"] > m["generator_true_reward"]
+    assert m["evaluator_auc"] > m["position_baseline_auc"] + 0.01, m
+    assert m["evaluator_spearman"] > 0.15, m
+    assert m["generator_true_reward"] > 1.05 * m["behaviour_true_reward"], m
+    assert m["behaviour_true_reward"] > m["random_true_reward"], m
+    # policy gradient (anchored by the imitation loss) must not undo the warm start
+    assert m["generator_true_reward"] > 0.98 * m["imitation_true_reward"], m
+    assert m["reference_true_reward"] > m["generator_true_reward"], m
 
 
 def test_same_seed_same_weights_and_the_cache_is_hit(trained, tmp_path):
