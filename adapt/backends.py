@@ -30,7 +30,7 @@ from driftrank.evaluator.model import ListwiseEvaluator
 from driftrank.generator.config import GeneratorConfig
 from driftrank.generator.model import SlateGenerator
 
-from .last import LastResult, LastSearch, check_requests
+from .last import LastResult, LastSearch, check_index, check_requests
 
 __all__ = ["LocalBackend", "RayBackend", "search_options"]
 
@@ -317,8 +317,7 @@ class RayBackend:
     def _submit(self, user, candidates, candidate_ids, batch_index) -> tuple[list, float]:
         if not self._actors:
             raise RuntimeError("this RayBackend is closed")
-        if not isinstance(batch_index, (int, np.integer)) or batch_index < 0:
-            raise ValueError(f"batch_index must be an int >= 0, got {batch_index!r}")
+        check_index("batch_index", batch_index)
         t0 = time.perf_counter()
         s = self._shadow
         gc = s.generator.config

@@ -192,6 +192,13 @@ def request_seed(seed: int, batch_index: int, row: int) -> int:
     return h >> 1
 
 
+def check_index(name: str, value) -> int:
+    """``value`` as an int >= 0 (bools refused), or a ``ValueError`` naming ``name``."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return int(value)
+
+
 def budget_split(p: int, low: float = 6.0, high: float = 9.0) -> tuple[tuple[float, ...], int]:
     """A candidate budget ``P`` as (step sizes, resamples): ``P - P // 2`` offsets evenly
     spaced in ``[low, high]`` plus ``P // 2`` resamples (``P = 8`` gives the defaults)."""
@@ -432,9 +439,8 @@ class LastSearch:
         of a larger batch) seed each request's sampler as ``(seed, batch_index, row_offset+i)``.
         """
         t_start = time.perf_counter()
-        for name, value in (("batch_index", batch_index), ("row_offset", row_offset)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        check_index("batch_index", batch_index)
+        check_index("row_offset", row_offset)
         gc = self.generator.config
         user, cand, ids = check_requests(
             user,

@@ -286,8 +286,9 @@ def test_bad_requests_are_rejected():
     for args, match in cases:
         with pytest.raises(ValueError, match=match):
             s.search(*args)
-    with pytest.raises(ValueError, match="batch_index must be"):
-        s.search(user, cand, ids, batch_index=-1)
+    for bad_index in (-1, True, 1.5):
+        with pytest.raises(ValueError, match="batch_index must be"):
+            s.search(user, cand, ids, batch_index=bad_index)
 
 
 def test_mismatched_models_are_rejected():
@@ -356,6 +357,9 @@ def test_ray_backend_matches_local(ray_session, mode):
             bad = user.copy()
             bad[0, 0] = np.nan
             be.search(bad, cand, ids)
+        for bad_index in (-1, True):  # the same check as LastSearch.search (bools refused)
+            with pytest.raises(ValueError, match="batch_index must be"):
+                be.search(user, cand, ids, batch_index=bad_index)
     with pytest.raises(RuntimeError, match="closed"):
         be.search(user, cand, ids)
 
