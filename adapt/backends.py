@@ -317,7 +317,7 @@ class RayBackend:
     def _submit(self, user, candidates, candidate_ids, batch_index) -> tuple[list, float]:
         if not self._actors:
             raise RuntimeError("this RayBackend is closed")
-        check_index("batch_index", batch_index)
+        batch_index = check_index("batch_index", batch_index)
         t0 = time.perf_counter()
         s = self._shadow
         gc = s.generator.config
@@ -339,7 +339,7 @@ class RayBackend:
         for j, (a, z) in enumerate(chunks):
             actor = self._actors[(self._next + j) % self.n_actors]
             refs.append(
-                actor.run.remote(u[a:z], c[a:z], None if i is None else i[a:z], int(batch_index), a)
+                actor.run.remote(u[a:z], c[a:z], None if i is None else i[a:z], batch_index, a)
             )
         self._next = (self._next + len(chunks)) % self.n_actors
         self._inflight.update(refs)

@@ -439,8 +439,8 @@ class LastSearch:
         of a larger batch) seed each request's sampler as ``(seed, batch_index, row_offset+i)``.
         """
         t_start = time.perf_counter()
-        check_index("batch_index", batch_index)
-        check_index("row_offset", row_offset)
+        batch_index = check_index("batch_index", batch_index)
+        row_offset = check_index("row_offset", row_offset)
         gc = self.generator.config
         user, cand, ids = check_requests(
             user,
@@ -456,7 +456,7 @@ class LastSearch:
         if ev_training:
             self.evaluator.eval()
         try:
-            result = self._search(user, cand, ids, int(batch_index), int(row_offset))
+            result = self._search(user, cand, ids, batch_index, row_offset)
         finally:
             if ev_training:
                 self.evaluator.train()
