@@ -25,11 +25,10 @@ from collections.abc import Iterable, Iterator, Mapping
 import numpy as np
 import torch
 
-from driftrank.evaluator.config import EvaluatorConfig
-from driftrank.evaluator.model import ListwiseEvaluator
-from driftrank.generator.config import GeneratorConfig
-from driftrank.generator.model import SlateGenerator
-
+from ..evaluator.config import EvaluatorConfig
+from ..evaluator.model import ListwiseEvaluator
+from ..generator.config import GeneratorConfig
+from ..generator.model import SlateGenerator
 from .last import LastResult, LastSearch, check_index, check_requests
 
 __all__ = ["LocalBackend", "RayBackend", "search_options"]

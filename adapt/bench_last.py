@@ -23,11 +23,10 @@ import time
 import numpy as np
 import torch
 
-from driftrank.evaluator.config import EvaluatorConfig
-from driftrank.evaluator.model import ListwiseEvaluator
-from driftrank.generator.config import GeneratorConfig
-from driftrank.generator.model import SlateGenerator
-
+from ..evaluator.config import EvaluatorConfig
+from ..evaluator.model import ListwiseEvaluator
+from ..generator.config import GeneratorConfig
+from ..generator.model import SlateGenerator
 from .backends import LocalBackend, RayBackend
 from .last import LastSearch, budget_split
 

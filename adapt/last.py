@@ -87,9 +87,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from driftrank.evaluator.batch import as_float, as_long
-from driftrank.evaluator.model import ListwiseEvaluator
-from driftrank.generator.model import SlateGenerator
+from ..evaluator.batch import as_float, as_long
+from ..evaluator.model import ListwiseEvaluator
+from ..generator.model import SlateGenerator
 
 MODES = ("activation", "parameter", "serial")
 ADVANTAGES = ("reward_to_go", "click")

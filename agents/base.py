@@ -32,8 +32,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from driftrank.envs.config import WorldConfig
-from driftrank.envs.types import Feedback
+from ..envs.config import WorldConfig
+from ..envs.types import Feedback
 
 
 @dataclass(frozen=True)

@@ -92,9 +92,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from driftrank.envs.logs import generate_logs
-from driftrank.envs.types import Feedback
-
+from ..envs.logs import generate_logs
+from ..envs.types import Feedback
 from .base import AgentContext, BaseAgent
 from .registry import register_agent
 

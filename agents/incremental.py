@@ -19,9 +19,8 @@ import copy
 
 import numpy as np
 
-from driftrank import evaluator as ev
-from driftrank import generator as gen
-
+from .. import evaluator as ev
+from .. import generator as gen
 from .base import AgentContext
 from .pretrained import model_inputs
 from .registry import register_agent

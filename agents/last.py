@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from driftrank.adapt.compensated import CompensatedEvaluator
-from driftrank.adapt.last import DEFAULT_STEPS, LastSearch
-
+from ..adapt.compensated import CompensatedEvaluator
+from ..adapt.last import DEFAULT_STEPS, LastSearch
 from .base import AgentContext
 from .pretrained import model_inputs
 from .registry import register_agent
@@ -62,7 +61,7 @@ class SearchAgent(PretrainedAgent):
             return self.search.search(x["user"], x["candidates"], x["candidate_ids"],
                                       batch_index=batch_index)
         if self._backend is None:
-            from driftrank.adapt.backends import RayBackend
+            from ..adapt.backends import RayBackend
 
             self._backend = RayBackend.from_search(self.search, n_actors=self._ray_actors)
         return self._backend.search(x["user"], x["candidates"], x["candidate_ids"],

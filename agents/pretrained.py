@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from driftrank import evaluator as ev
-from driftrank import generator as gen
-from driftrank.envs import make_config
-from driftrank.envs.config import WorldConfig
-from driftrank.envs.logs import LOG_STREAM_SALT, behaviour_slates, generate_logs
-from driftrank.envs.world import World
+from .. import evaluator as ev
+from .. import generator as gen
+from ..envs import make_config
+from ..envs.config import WorldConfig
+from ..envs.logs import LOG_STREAM_SALT, behaviour_slates, generate_logs
+from ..envs.world import World
 
 FORMAT_VERSION = 2  # 2: held-out truth metrics on a warmed-up world
 EVAL_STREAM_SALT = LOG_STREAM_SALT + 1  # held-out world requests for truth-based metrics

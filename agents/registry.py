@@ -49,9 +49,9 @@ def register_agent(name: str, description: str = ""):
 def _load_builtins() -> None:
     for module in _BUILTIN_MODULES:
         try:
-            importlib.import_module(f"driftrank.agents.{module}")
+            importlib.import_module(f".{module}", __package__)
         except ModuleNotFoundError as exc:
-            if exc.name != f"driftrank.agents.{module}":
+            if exc.name != f"{__package__}.{module}":
                 raise
 
 

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from driftrank.envs import RerankEnv, VectorRerankEnv
+from ..envs import RerankEnv, VectorRerankEnv
 
 
 def _rate(step, n_requests_per_call: int, min_seconds: float) -> float:

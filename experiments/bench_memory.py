@@ -33,7 +33,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from driftrank.adapt.error_memory import ErrorMemory  # noqa: E402
+from ..adapt.error_memory import ErrorMemory  # noqa: E402
 
 __all__ = ["bench_memory"]
 

@@ -128,7 +128,7 @@ def _positive_float(text: str) -> float:
 
 # ------------------------------------------------------------------------------ commands
 def cmd_scenarios(args) -> int:
-    from driftrank.envs import DESCRIPTIONS
+    from ..envs import DESCRIPTIONS
 
     for name, text in DESCRIPTIONS.items():
         print(f"{name:<14} {text}")
@@ -136,7 +136,7 @@ def cmd_scenarios(args) -> int:
 
 
 def cmd_agents(args) -> int:
-    from driftrank.agents import available_agents
+    from ..agents import available_agents
 
     agents = available_agents()
     width = max(len(n) for n in agents)
@@ -146,10 +146,10 @@ def cmd_agents(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from driftrank.agents import available_agents
-    from driftrank.agents.registry import check_config
-    from driftrank.experiments.grid import _load_factory
-    from driftrank.experiments.runner import CellSpec, run_cell
+    from ..agents import available_agents
+    from ..agents.registry import check_config
+    from .grid import _load_factory
+    from .runner import CellSpec, run_cell
 
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
@@ -170,8 +170,8 @@ def cmd_run(args) -> int:
     check_config(spec.agent, factory, spec.agent_config)
     prepare = getattr(factory, "prepare", None)
     if callable(prepare):
-        from driftrank.agents import AgentContext
-        from driftrank.experiments.grid import prepare_kwargs
+        from ..agents import AgentContext
+        from .grid import prepare_kwargs
 
         prepare(AgentContext(world=spec.world_config(), seed=spec.seed,
                              cache_dir=Path(args.cache_dir).absolute(), threads=args.threads),
@@ -203,7 +203,7 @@ def cmd_run(args) -> int:
 
 def grid_settings(args) -> tuple[dict, dict]:
     """The grid (as ``GridSpec.from_dict`` input) and run settings from a file and flags."""
-    from driftrank.experiments.config_file import load_grid_file, parse_seeds
+    from .config_file import load_grid_file, parse_seeds
 
     grid, run = load_grid_file(args.config) if args.config else ({}, {})
     if args.scenarios is not None:
@@ -245,7 +245,7 @@ def grid_settings(args) -> tuple[dict, dict]:
 
 
 def cmd_grid(args) -> int:
-    from driftrank.experiments.grid import GridError, GridSpec, run_grid
+    from .grid import GridError, GridSpec, run_grid
 
     grid, run = grid_settings(args)
     spec = GridSpec.from_dict(grid)
@@ -266,7 +266,7 @@ def cmd_grid(args) -> int:
         return 1
     print(summary)
     if args.report:
-        from driftrank.experiments.report import write_report
+        from .report import write_report
 
         print(f"wrote {write_report(out)}")
     else:
@@ -275,7 +275,7 @@ def cmd_grid(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from driftrank.experiments.report import write_report
+    from .report import write_report
 
     path = write_report(args.run_dir, out_dir=args.out)
     print(f"wrote {path}")
@@ -285,13 +285,13 @@ def cmd_report(args) -> int:
 def cmd_bench(args) -> int:
     _set_threads(args.threads)
     if args.what == "env":
-        from driftrank.experiments.bench_env import bench_env
+        from .bench_env import bench_env
 
         rows = bench_env(scenario=args.scenario, min_seconds=args.seconds)
         print(_table(rows))
         return 0
     if args.what == "grid":
-        from driftrank.experiments.grid import bench_grid
+        from .grid import bench_grid
 
         world, per = _world_flags(args.world)
         if per:
@@ -312,8 +312,8 @@ def cmd_bench(args) -> int:
     if args.what == "models":
         import time
 
-        from driftrank.agents.pretrained import PretrainConfig, pretrain
-        from driftrank.generator import bench_models
+        from ..agents.pretrained import PretrainConfig, pretrain
+        from ..generator import bench_models
 
         r = bench_models(threads=args.threads)
         print(_table([{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in row.items()}
@@ -326,8 +326,8 @@ def cmd_bench(args) -> int:
         print(f"pretraining ({args.scenario}, default config, 2 threads): {took:.1f} s{hit}")
         return 0
     if args.what == "adapt":
-        from driftrank.adapt.bench_last import bench_last
-        from driftrank.experiments.bench_memory import bench_memory
+        from ..adapt.bench_last import bench_last
+        from .bench_memory import bench_memory
 
         mem = bench_memory(n_stored=args.stored)
         print(_table([{k: (f"{v:,.0f}" if isinstance(v, float) and v > 100 else v)
@@ -344,8 +344,8 @@ def cmd_bench(args) -> int:
 def cmd_pretrain(args) -> int:
     import json
 
-    from driftrank.agents.pretrained import PretrainConfig, pretrain
-    from driftrank.envs import make_config
+    from ..agents.pretrained import PretrainConfig, pretrain
+    from ..envs import make_config
 
     world = make_config(args.scenario, **_world_flags(args.world)[0])
     settings = {}
@@ -366,7 +366,7 @@ def cmd_pretrain(args) -> int:
 def cmd_demo(args) -> int:
     import inspect
 
-    from driftrank.experiments.demo import run_demo
+    from .demo import run_demo
 
     _set_threads(1)
     wanted = {"out": args.out, "launcher": args.launcher, "progress": not args.no_progress,

@@ -40,8 +40,8 @@ DEMO_GRID = dict(
 
 def run_demo(out: str | Path = "runs/demo", launcher: str = "ray", progress: bool = True,
              cache_dir: str | Path = ".driftrank_cache", quick: bool = False) -> int:
-    from driftrank.experiments.grid import GridSpec, run_grid
-    from driftrank.experiments.report import write_report
+    from .grid import GridSpec, run_grid
+    from .report import write_report
 
     grid = dict(DEMO_GRID)
     if quick:  # a smoke-sized demo for tests and impatient people

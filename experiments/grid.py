@@ -168,8 +168,8 @@ class GridSpec:
 
     def check_agents(self) -> None:
         """Raise ``ValueError`` for an unknown agent name or an unknown config key."""
-        from driftrank.agents import available_agents
-        from driftrank.agents.registry import check_config
+        from ..agents import available_agents
+        from ..agents.registry import check_config
 
         agents = available_agents()
         for name, config in self.agents:
@@ -370,7 +370,7 @@ def prepare_kwargs(prepare: Callable, agent_config: dict) -> dict:
 def _prepare(todo, cache_dir, threads, launcher, run_dir, summary, progress) -> list[CellSpec]:
     """Call each factory's ``prepare(context)`` once per (world config, seed); drop the cells
     whose preparation failed (recording them as failed)."""
-    from driftrank.agents import AgentContext, available_agents
+    from ..agents import AgentContext, available_agents
 
     agents = available_agents()
     jobs: dict[tuple, list[CellSpec]] = {}
@@ -440,7 +440,7 @@ def _ray_cell_task(spec_dict: dict, cache_dir: str, threads: int, shipped: dict)
     import ray
 
     if shipped:
-        from driftrank.agents import register_agent
+        from ..agents import register_agent
 
         for name, (factory, description) in shipped.items():
             register_agent(name, description)(factory)
@@ -452,7 +452,7 @@ def _ray_cell_task(spec_dict: dict, cache_dir: str, threads: int, shipped: dict)
 def shipped_factories(names) -> dict[str, tuple[Any, str]]:
     """Agents registered in-process outside driftrank (a script's ``@register_agent``): the
     workers cannot find them by import, so they travel with the tasks."""
-    from driftrank.agents import available_agents
+    from ..agents import available_agents
 
     agents = available_agents()
     out = {}

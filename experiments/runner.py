@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftrank.envs import Feedback, VectorRerankEnv, WorldConfig, make_config
+from ..envs import Feedback, VectorRerankEnv, WorldConfig, make_config
 
 #: Wall-clock columns: they differ between runs of the same cell. Drop them to compare runs.
 TIMING_COLUMNS = ("act_p50_ms", "act_p99_ms", "requests_per_s")
@@ -244,7 +244,7 @@ def run_cell(spec: CellSpec | dict, cache_dir: str | Path = ".driftrank_cache", 
     ``threads`` caps torch's intra-op threads for the cell (grid cells must not fight over
     cores). ``progress`` shows a tqdm bar over the steps.
     """
-    from driftrank.agents import AgentContext, make_agent
+    from ..agents import AgentContext, make_agent
 
     if isinstance(spec, dict):
         spec = CellSpec.from_dict(spec)

@@ -13,9 +13,8 @@ import time
 import numpy as np
 import torch
 
-from driftrank.evaluator.config import EvaluatorConfig
-from driftrank.evaluator.model import ListwiseEvaluator
-
+from ..evaluator.config import EvaluatorConfig
+from ..evaluator.model import ListwiseEvaluator
 from .config import GeneratorConfig
 from .model import SlateGenerator
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from driftrank.evaluator.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-
+from ..evaluator.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import GeneratorConfig
 from .model import SlateGenerator
 

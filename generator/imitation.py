@@ -14,8 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from driftrank.evaluator.batch import check_logged
-
+from ..evaluator.batch import check_logged
 from .model import SlateGenerator
 from .tensors import request_tensors
 

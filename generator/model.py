@@ -25,8 +25,7 @@ import math
 import torch
 from torch import nn
 
-from driftrank.evaluator.batch import as_float, as_long
-
+from ..evaluator.batch import as_float, as_long
 from .config import GeneratorConfig
 
 PERTURBABLE = ("pointer_query.weight", "pointer_query.bias")

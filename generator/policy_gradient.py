@@ -24,8 +24,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from driftrank.evaluator.batch import check_logged, gather_slate
-
+from ..evaluator.batch import check_logged, gather_slate
 from .imitation import imitation_targets
 from .model import SlateGenerator
 from .tensors import request_tensors

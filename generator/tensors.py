@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import torch
 
-from driftrank.evaluator.batch import as_float, as_long
+from ..evaluator.batch import as_float, as_long
 
 
 def request_tensors(data: Mapping) -> dict[str, torch.Tensor]:
