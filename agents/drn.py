@@ -64,8 +64,8 @@ candidate with probability ``epsilon``, else the best unused by Q); ``"greedy"``
 **Major update** every ``period`` requests (paper §4.1): expire pending transitions older than
 the horizon, take ``gradient_steps`` Adam steps on minibatches of ``batch_size`` impressions
 sampled uniformly from the replay memory (Huber TD loss), and copy W into W' every
-``target_sync`` major updates. The agent counts the requests it observes itself, so major
-updates happen every ``period`` requests under any runner; ``on_period`` adds nothing.
+``target_sync`` major updates. The runner calls ``on_period`` every ``period`` requests (the
+one period mechanism of :mod:`driftrank.agents.base`); a major update is what it does.
 
 **Replay memory**: impressions, ``replay_size`` of them (a ring). To stay small it stores the
 candidate *ids* of s and s' and looks item features up in an agent-side cache of the latest
@@ -94,7 +94,7 @@ from torch.func import functional_call
 
 from ..envs.logs import generate_logs
 from ..envs.types import Feedback
-from .base import AgentContext, BaseAgent
+from .base import AgentContext, BaseAgent, periods_between
 from .registry import register_agent
 
 EXPLORATIONS = ("dbgd", "eps_greedy", "greedy")
@@ -371,6 +371,13 @@ class DRNAgent(BaseAgent):
     """
 
     name = "drn"
+    config_ranges = {
+        "gamma": "[0, 1)", "beta": ">= 0", "alpha": ">= 0", "eta": "(0, 1]", "epsilon": "[0, 1]",
+        "interleave_tau": "> 0", "period": ">= 1", "replay_size": ">= 1", "batch_size": ">= 1",
+        "gradient_steps": ">= 0", "lr": "> 0", "hidden": ">= 1", "target_sync": ">= 1",
+        "next_state_horizon": ">= 1", "activeness_tau": "> 0", "activeness_boost": ">= 0",
+        "activeness_init": "[0, 1]", "warm_start_requests": ">= 0",
+    }
 
     def __init__(
         self,
@@ -406,7 +413,6 @@ class DRNAgent(BaseAgent):
                 raise ValueError(f"{key}={value} must be an integer >= 1")
         if gradient_steps < 0 or warm_start_requests < 0:
             raise ValueError("gradient_steps and warm_start_requests must be >= 0")
-        torch.set_num_threads(context.threads)
         w = context.world
         self.gamma, self.beta, self.alpha, self.eta = gamma, beta, alpha, eta
         self.exploration, self.epsilon, self.interleave_tau = exploration, epsilon, interleave_tau
@@ -443,7 +449,6 @@ class DRNAgent(BaseAgent):
         self.replay = ImpressionReplay(replay_size, w.user_feature_dim, w.context_dim, n)
         self.items = ItemFeatureCache(w.n_items, w.item_feature_dim)
         self.requests_seen = 0
-        self.since_major = 0
         self.major_updates = 0
         self.minor_wins = 0
         self.now = -1  # latest tick observed
@@ -498,10 +503,6 @@ class DRNAgent(BaseAgent):
             self.minor_update(slates, clicks)
         self.record(obs, slates, clicks, np.asarray(feedback.request_id, np.int64))
         self.requests_seen += slates.shape[0]
-        self.since_major += slates.shape[0]
-        while self.since_major >= self.period:
-            self.since_major -= self.period
-            self.major_update()
 
     @torch.no_grad()
     def minor_update(self, slates: np.ndarray, clicks: np.ndarray) -> bool:
@@ -618,13 +619,10 @@ class DRNAgent(BaseAgent):
             obs = {key: r[key][part] for key in ("user", "context", "candidates",
                                                   "candidate_ids", "user_id")}
             self.record(obs, r["slates"][part], r["clicks"][part], r["request_id"][part])
-            self.since_major += len(r["slates"][part])
-            while self.since_major >= self.period:
-                self.since_major -= self.period
+            for _ in periods_between(start, start + len(r["slates"][part]), self.period):
                 self.major_update()
         self.new_episode()
         self.major_update()
-        self.since_major = 0
 
     def new_episode(self) -> None:
         """Close every pending transition as terminal and restart per-user time (activeness,
@@ -634,8 +632,9 @@ class DRNAgent(BaseAgent):
         self.activeness = ActivenessTable(self.context.world.n_users, a.tau, a.boost, a.init)
         self.now = -1
 
-    def on_period(self, step: int) -> None:
-        """Nothing: DRN counts its own requests and runs a major update every ``period``."""
+    def on_period(self, requests: int) -> None:
+        """A major update (paper §4.1), every ``period`` requests."""
+        self.major_update()
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, Any]:
@@ -651,7 +650,7 @@ class DRNAgent(BaseAgent):
             "pending": {k: v.copy() for k, v in self.pending.items()},
             "replay": self.replay.state_dict(),
             "items": self.items.table.copy(),
-            "counters": {"requests_seen": self.requests_seen, "since_major": self.since_major,
+            "counters": {"requests_seen": self.requests_seen,
                          "major_updates": self.major_updates, "minor_wins": self.minor_wins,
                          "now": self.now},
             "served": None if self._served is None else {

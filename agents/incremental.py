@@ -30,6 +30,8 @@ from .static import PretrainedAgent
 @register_agent("incremental", "retrains evaluator + generator on fresh feedback every period")
 class IncrementalAgent(PretrainedAgent):
     name = "incremental"
+    config_ranges = {"period": ">= 1", "evaluator_lr": "> 0", "generator_lr": "> 0",
+                     "pg_steps": ">= 0", "reloop_alpha": "[0, 1]"}
 
     def __init__(
         self,
@@ -67,7 +69,7 @@ class IncrementalAgent(PretrainedAgent):
         data["clicks"] = np.asarray(feedback.clicks, np.float32)
         self._buffer.append(data)
 
-    def on_period(self, step: int) -> None:
+    def on_period(self, requests: int) -> None:
         if not self._buffer:
             return
         data = {k: np.concatenate([b[k] for b in self._buffer]) for k in self._buffer[0]}

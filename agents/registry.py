@@ -6,8 +6,9 @@
   ``driftrank.agents`` (``name = "package.module:factory"``), and :func:`make_agent` finds it
   through ``importlib.metadata``.
 
-Config keys are checked against the factory's signature, so a typo fails at construction with
-the list of valid keys instead of being silently ignored.
+Config keys are checked by name against the factory's signature, annotations and documented
+ranges (:mod:`.config_check`), so a typo or a wrong value fails at construction with what is
+allowed instead of being silently ignored or failing deep inside torch.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 
 from .base import AgentContext
+from .config_check import check_config
 
 ENTRY_POINT_GROUP = "driftrank.agents"
 _BUILTIN_MODULES = ("random_agent", "oracle", "static", "incremental", "drn", "last")
@@ -72,40 +74,40 @@ def available_agents() -> dict[str, AgentEntry]:
     return agents
 
 
-def _factory(entry: AgentEntry) -> Callable:
+def load_factory(entry: AgentEntry) -> Callable:
+    """The entry's factory (an entry point is imported here: a broken plugin fails with its
+    name and origin, as a ``ValueError`` the CLI reports)."""
     factory = entry.factory
     if hasattr(factory, "load") and hasattr(factory, "group"):  # an EntryPoint
         try:
             factory = factory.load()
         except Exception as exc:
-            raise ImportError(
-                f"agent plugin {entry.name!r} ({entry.origin}) failed to import: {exc}") from exc
+            raise ValueError(f"agent plugin {entry.name!r} ({entry.origin}) failed to import: "
+                             f"{exc}") from exc
     return factory
 
 
-def check_config(name: str, factory: Callable, config: dict) -> None:
-    """Raise ``ValueError`` naming any config key the factory does not accept."""
-    target = factory.__init__ if inspect.isclass(factory) else factory
-    params = inspect.signature(target).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    valid = [p for p in params if p not in ("self", "context")]
-    bad = sorted(set(config) - set(valid))
-    if bad:
+def find_factory(name: str) -> Callable:
+    """The factory registered as ``name``; ``ValueError`` listing the agents if none is."""
+    agents = available_agents()
+    if name not in agents:
         raise ValueError(
-            f"agent {name!r} got unknown config key(s) {bad}; valid keys: {sorted(valid)}")
+            f"unknown agent {name!r}; available agents: {sorted(agents)} (see `driftrank "
+            f"agents`; third-party agents register through the entry-point group "
+            f"{ENTRY_POINT_GROUP!r})")
+    return load_factory(agents[name])
+
+
+def checked_factory(name: str, config: dict) -> Callable:
+    """The factory of ``name`` after checking ``config`` against it (keys, types, ranges)."""
+    factory = find_factory(name)
+    check_config(name, factory, config)
+    return factory
 
 
 def make_agent(name: str, context: AgentContext, **config):
     """Build the agent registered as ``name`` with keyword ``config``."""
-    agents = available_agents()
-    if name not in agents:
-        raise ValueError(
-            f"unknown agent {name!r}; available agents: {sorted(agents)} "
-            f"(third-party agents register through the entry-point group "
-            f"{ENTRY_POINT_GROUP!r})")
-    factory = _factory(agents[name])
-    check_config(name, factory, config)
+    factory = checked_factory(name, config)
     agent = factory(context, **config)
     for method in ("act", "observe"):
         if not callable(getattr(agent, method, None)):

@@ -34,6 +34,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..adapt.error_memory import ErrorMemory  # noqa: E402
+from .timing import median_seconds  # noqa: E402
 
 __all__ = ["bench_memory"]
 
@@ -62,15 +63,6 @@ def _one_thread() -> tuple[contextlib.AbstractContextManager[Any], str]:
             f"before numpy is imported)"
         )
     return threadpool_limits(limits=1), "1 (threadpoolctl)"
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def bench_memory(
@@ -129,15 +121,15 @@ def bench_memory(
         if not write_times:  # n_stored < batch: time full batches on top
             keys = rng.standard_normal((batch, key_dim), dtype=np.float32)
             y, y_base = rng.random(batch), rng.random(batch)
-            write_times = [_median_time(lambda: mem.write(keys, y, y_base), repeats)]
+            write_times = [median_seconds(lambda: mem.write(keys, y, y_base), repeats)]
         t_write = float(np.median(write_times))
 
         queries = [rng.standard_normal((batch, key_dim), dtype=np.float32) for _ in range(2)]
         q_base = rng.random(batch)
         mem.read(queries[1])  # warm the scratch buffers
         mem.compensate(queries[1], q_base)
-        t_read = _median_time(lambda: mem.read(queries[0]), repeats)
-        t_comp = _median_time(lambda: mem.compensate(queries[0], q_base), repeats)
+        t_read = median_seconds(lambda: mem.read(queries[0]), repeats)
+        t_comp = median_seconds(lambda: mem.compensate(queries[0], q_base), repeats)
 
         t_faiss = None
         if faiss is not None:
@@ -145,7 +137,7 @@ def bench_memory(
             index.add(stored)
             del stored
             index.search(queries[1][:64], faiss_k)  # warm-up
-            t_faiss = _median_time(lambda: index.search(queries[0], faiss_k), faiss_repeats)
+            t_faiss = median_seconds(lambda: index.search(queries[0], faiss_k), faiss_repeats)
 
     return {
         "batch": batch,

@@ -26,13 +26,14 @@ config keys in which they differ (the full configs are listed at the end).
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import store
+from .cell import slug
+from .results import load_results
 from .runner import parse_events
 
 BASELINE = "static"
@@ -188,10 +189,6 @@ def recovery_table(df: pd.DataFrame, labels: list[str]) -> list[list[str]]:
 
 
 # ---------------------------------------------------------------------------------- plots
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "x"
-
-
 def plot_scenario(df: pd.DataFrame, scenario: str, labels: list[str], path: Path) -> Path:
     import matplotlib
 
@@ -245,7 +242,7 @@ def plot_scenario(df: pd.DataFrame, scenario: str, labels: list[str], path: Path
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Write ``report.md`` and the plots for ``run_dir``; return the report's path."""
     run_dir = Path(run_dir)
-    df = store.load_results(run_dir)
+    df = load_results(run_dir)
     spec = store.read_grid_spec(run_dir)
     failures = store.load_failures(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir
@@ -293,7 +290,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     # plots
     lines += ["## Reward over time", ""]
     for scenario in scenarios:
-        name = f"reward_{_slug(scenario)}.png"
+        name = f"reward_{slug(scenario)}.png"
         plot_scenario(df, scenario, labels, out / name)
         lines += [f"![{scenario}]({name})", ""]
 

@@ -6,7 +6,6 @@ that LAST can perturb activations (h0, encoder states) or a parameter subset per
 May import ``driftrank.evaluator`` (reward model, shared helpers), never the reverse.
 """
 
-from .bench_models import bench_models
 from .checkpoint import CheckpointError, load, save
 from .config import GeneratorConfig
 from .imitation import imitation_targets, train_imitation
@@ -17,7 +16,6 @@ __all__ = [
     "CheckpointError",
     "GeneratorConfig",
     "SlateGenerator",
-    "bench_models",
     "imitation_targets",
     "load",
     "reward_to_go",

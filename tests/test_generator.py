@@ -15,7 +15,6 @@ from driftrank.generator import (
     CheckpointError,
     GeneratorConfig,
     SlateGenerator,
-    bench_models,
     imitation_targets,
     load,
     reward_to_go,
@@ -282,12 +281,3 @@ def test_checkpoint_round_trip_and_corrupt_file(tmp_path):
     d2 = save(model, model.config, tmp_path / "gen2")
     with pytest.raises(CheckpointError, match="'generator' checkpoint, expected 'evaluator'"):
         load_evaluator(d2)
-
-
-def test_bench_models_reports_every_model_and_batch():
-    threads = torch.get_num_threads()
-    out = bench_models(threads=1, batches=(1, 3), repeats=2, hidden=16)
-    assert torch.get_num_threads() == threads
-    keys = {(r["model"], r["batch"]) for r in out["results"]}
-    assert keys == {(m, b) for m in ("generator_greedy", "evaluator_score") for b in (1, 3)}
-    assert all(r["ms_per_batch"] > 0 and r["requests_per_s"] > 0 for r in out["results"])

@@ -17,15 +17,10 @@ import pytest
 
 from driftrank.agents import BaseAgent, register_agent
 from driftrank.experiments import store
-from driftrank.experiments.grid import (
-    GridError,
-    GridSpec,
-    ray_task_options,
-    run_grid,
-    shipped_factories,
-)
+from driftrank.experiments.grid import GridError, GridSpec, run_grid
+from driftrank.experiments.launch_ray import ray_task_options, shipped_factories
+from driftrank.experiments.results import load_results
 from driftrank.experiments.runner import TIMING_COLUMNS, VOLATILE_COLUMNS, run_cell
-from driftrank.experiments.store import load_results
 
 WORLD = {"n_users": 300, "n_items": 200}
 TIMEOUT = 120  # seconds, for subprocesses and bounded polling

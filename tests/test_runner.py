@@ -181,3 +181,112 @@ def test_threads_are_set_in_the_cell():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------ lifecycle
+CLOSED: list[str] = []
+
+
+@register_agent("test-closing", "records close(); optionally fails in act() (tests only)")
+class ClosingAgent(BaseAgent):
+    name = "test-closing"
+
+    def __init__(self, context: AgentContext, fail_at: int = -1, key: str = "ok"):
+        super().__init__(context)
+        self.fail_at, self.key, self.calls = fail_at, key, 0
+
+    def act(self, obs):
+        if self.calls == self.fail_at:
+            raise RuntimeError("agent broke on purpose")
+        self.calls += 1
+        return np.tile(np.arange(self.context.slate_size), (obs["candidate_ids"].shape[0], 1))
+
+    def close(self):
+        CLOSED.append(self.key)
+
+
+def test_the_runner_closes_the_agent_after_a_cell():
+    CLOSED.clear()
+    run_cell(cell("test-closing", requests=500, agent_config={"key": "done"}))
+    assert CLOSED == ["done"]
+
+
+def test_the_runner_closes_the_agent_when_the_cell_fails():
+    CLOSED.clear()
+    with pytest.raises(RuntimeError, match="on purpose"):
+        run_cell(cell("test-closing", requests=500, agent_config={"fail_at": 2, "key": "x"}))
+    assert CLOSED == ["x"]
+
+
+def test_on_period_is_called_for_every_period_a_batch_passes():
+    """One period mechanism: batch 100, period 40 -> on_period at 100 (40, 80), 200 (120, 160,
+    200), ... with the requests served so far, exactly requests // period times in all."""
+    RECORDED.pop("p40", None)
+    run_cell(cell("test-recorder", requests=500, agent_config={"period": 40, "key": "p40"}))
+    periods = [e[1] for e in RECORDED["p40"] if e[0] == "period"]
+    assert len(periods) == 500 // 40
+    assert periods[:5] == [100, 100, 200, 200, 200]
+
+
+def test_drift_events_firing_at_reset_are_kept():
+    df = run_cell(cell(scenario="abrupt-shift", world={**WORLD, "abrupt_times": [0, 1000]}))
+    assert df["drift_events"].tolist() == ["abrupt@0", "", "abrupt@1000", ""]
+
+
+# ------------------------------------------------------------------ the slate contract
+BAD_SLATES = {
+    "nan": ("non-finite value (NaN or inf) in row 3", "integer array"),
+    "float": ("float dtype float64", ".astype(np.int64)"),
+    "shape": ("returned shape (100, 9)", "(100, 10) integer array"),
+    "range": ("candidate index 999 in row 5, slot 0", "[0, 49]"),
+    "repeat": ("repeated candidate(s) [1] in row 7", "strict=False"),
+}
+
+
+@register_agent("test-bad-slates", "returns one kind of broken slate at step 2 (tests only)")
+class BadSlateAgent(BaseAgent):
+    name = "test-bad-slates"
+
+    def __init__(self, context: AgentContext, fault: str = "nan"):
+        super().__init__(context)
+        self.fault, self.step = fault, 0
+
+    def act(self, obs):
+        b = obs["candidate_ids"].shape[0]
+        slates = np.tile(np.arange(self.context.slate_size), (b, 1))
+        self.step += 1
+        if self.step != 3:
+            return slates
+        if self.fault == "nan":
+            slates = slates.astype(float)
+            slates[3, 2] = np.nan
+        elif self.fault == "float":
+            slates = slates.astype(float)
+        elif self.fault == "shape":
+            slates = slates[:, :-1]
+        elif self.fault == "range":
+            slates[5, 0] = 999
+        elif self.fault == "repeat":
+            slates[7, 0] = 1
+        return slates
+
+
+@pytest.mark.parametrize("fault", sorted(BAD_SLATES))
+def test_a_broken_slate_names_the_agent_the_step_the_row_and_the_rule(fault):
+    what, fix = BAD_SLATES[fault]
+    with pytest.raises(ValueError) as info:
+        run_cell(cell("test-bad-slates", agent_config={"fault": fault}))
+    text = str(info.value)
+    assert "agent 'test-bad-slates'" in text and "step 2 (requests 200-299)" in text
+    assert what in text and fix in text
+
+
+def test_non_strict_serving_counts_the_empty_slots():
+    """Chosen on purpose, repeated candidates are served with the slot left empty, and the
+    results say how many (strict serving has none)."""
+    df = run_cell(cell("test-bad-slates", agent_config={"fault": "repeat"}, strict=False))
+    assert df["empty_slots_per_request"].tolist() == [1 / 500, 0.0, 0.0, 0.0]
+    clean = run_cell(cell("random"))
+    assert (clean["empty_slots_per_request"] == 0).all()
+    assert cell(strict=False).cell_id != cell().cell_id
+    assert "strict" not in cell().to_dict()  # ids of strict cells did not change
