@@ -30,6 +30,7 @@ from ..evaluator.model import ListwiseEvaluator
 from ..generator.config import GeneratorConfig
 from ..generator.model import SlateGenerator
 from .last import LastResult, LastSearch, check_index, check_requests
+from .ray_session import start_ray
 
 __all__ = ["LocalBackend", "RayBackend", "search_options"]
 
@@ -249,13 +250,7 @@ class RayBackend:
         self.max_in_flight = max_in_flight
         self.timeout_s = float(timeout_s)
         self.min_rows_per_actor = min_rows_per_actor
-        self._owns_ray = False
-        if not ray.is_initialized():
-            if address is None:
-                ray.init(include_dashboard=False)
-            else:
-                ray.init(address=address)
-            self._owns_ray = True
+        self._owns_ray = start_ray(address)
         self._inflight: set = set()
         self._next = 0
         self._actors: list = []

@@ -125,7 +125,6 @@ def pretrain(
     """Pretrained evaluator + generator for ``world`` (trained, or loaded from the cache)."""
     world = make_config(world) if isinstance(world, str) else world
     config = config or PretrainConfig()
-    torch.set_num_threads(threads)
     path = Path(cache_dir) / f"pretrained-{cache_key(world, seed, config)}"
     if (path / "metrics.json").exists():
         return _load(path, world)

@@ -21,7 +21,6 @@ class PretrainedAgent(BaseAgent):
 
     def __init__(self, context: AgentContext, pretrain_config: dict | None = None):
         super().__init__(context)
-        torch.set_num_threads(context.threads)
         self.pretrain_config = PretrainConfig().replace(**(pretrain_config or {}))
         models = pretrain(context.world, config=self.pretrain_config,
                           cache_dir=context.cache_dir, threads=context.threads)

@@ -11,16 +11,12 @@ from .config import EvaluatorConfig
 from .losses import bce, reloop_loss, self_correction
 from .metrics import auc, log_loss, spearman
 from .model import ListwiseEvaluator
-from .synthetic import SyntheticConfig, SyntheticTruth, SyntheticWorld
 from .train import evaluate_logged, predict_logged, train_evaluator
 
 __all__ = [
     "CheckpointError",
     "EvaluatorConfig",
     "ListwiseEvaluator",
-    "SyntheticConfig",
-    "SyntheticTruth",
-    "SyntheticWorld",
     "auc",
     "bce",
     "evaluate_logged",

@@ -28,6 +28,7 @@ from torch import nn
 
 from .batch import as_float, as_long
 from .config import EvaluatorConfig
+from .id_embedding import HashedIdEmbedding
 
 
 class ListwiseEvaluator(nn.Module):
@@ -46,9 +47,7 @@ class ListwiseEvaluator(nn.Module):
             torch.manual_seed(config.seed)
             self.user_proj = nn.Linear(config.user_dim, h)
             self.item_proj = nn.Linear(config.item_dim, h)
-            self.id_emb = nn.Embedding(config.n_id_buckets, h) if config.use_ids else None
-            if self.id_emb is not None:
-                nn.init.normal_(self.id_emb.weight, std=0.02)
+            self.id_emb = HashedIdEmbedding(config.n_id_buckets, h) if config.use_ids else None
             self.pos_emb = nn.Embedding(config.slate_size, h)
             nn.init.normal_(self.pos_emb.weight, std=0.1)
             self.token_norm = nn.LayerNorm(h)
@@ -110,7 +109,7 @@ class ListwiseEvaluator(nn.Module):
         u = self.user_proj(user).unsqueeze(1)  # (B, 1, H)
         it = self.item_proj(items)  # (B, K, H)
         if self.id_emb is not None:
-            it = it + self.id_emb(torch.remainder(item_ids, self.config.n_id_buckets))
+            it = it + self.id_emb(item_ids)
         pos = self.pos_emb.weight[:k].unsqueeze(0)
         tok = self.token_norm(torch.relu(it + u + pos))
         att, _ = self.attn(tok, tok, tok, need_weights=False)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..evaluator.batch import as_float, as_long
+from ..evaluator.id_embedding import HashedIdEmbedding
 from .config import GeneratorConfig
 
 PERTURBABLE = ("pointer_query.weight", "pointer_query.bias")
@@ -42,9 +43,7 @@ class SlateGenerator(nn.Module):
             torch.manual_seed(config.seed)
             self.user_proj = nn.Linear(config.user_dim, h)
             self.item_proj = nn.Linear(config.item_dim, h)
-            self.id_emb = nn.Embedding(config.n_id_buckets, h) if config.use_ids else None
-            if self.id_emb is not None:
-                nn.init.normal_(self.id_emb.weight, std=0.02)
+            self.id_emb = HashedIdEmbedding(config.n_id_buckets, h) if config.use_ids else None
             self.enc_mlp = nn.Sequential(nn.Linear(3 * h, h), nn.ReLU(), nn.Linear(h, h))
             self.init_state = nn.Linear(2 * h, h)
             self.start = nn.Parameter(torch.zeros(h))
@@ -84,7 +83,7 @@ class SlateGenerator(nn.Module):
                 raise ValueError(
                     f"candidate_ids must be {tuple(candidates.shape[:2])}, got {tuple(ids.shape)}"
                 )
-            it = it + self.id_emb(torch.remainder(ids, c.n_id_buckets))
+            it = it + self.id_emb(ids)
         ue = u.expand_as(it)
         enc = self.enc_mlp(torch.relu(torch.cat([it, ue, it * ue], dim=-1)))
         h0 = torch.tanh(self.init_state(torch.cat([u.squeeze(1), enc.mean(dim=1)], dim=-1)))

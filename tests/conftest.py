@@ -8,6 +8,15 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# The test session is a boundary of work like a grid cell: one torch thread, set once here
+# (library code never sets threads; see driftrank.experiments.threads).
+try:
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover - torch is a dependency
+    pass
+
 SMALL = dict(n_users=400, n_items=300, max_steps=10_000)
 
 
@@ -75,7 +84,9 @@ def ray_cluster():
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = saved
-    ray.init(address=cluster.address, log_to_driver=False)
+    from driftrank.adapt.ray_session import start_ray
+
+    start_ray(cluster.address, log_to_driver=False)
     try:
         yield RayTestCluster(cluster)
     finally:

@@ -10,14 +10,9 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+from synthetic import SyntheticWorld
 
-from driftrank.evaluator import (
-    EvaluatorConfig,
-    ListwiseEvaluator,
-    SyntheticWorld,
-    gather_slate,
-    train_evaluator,
-)
+from driftrank.evaluator import EvaluatorConfig, ListwiseEvaluator, gather_slate, train_evaluator
 from driftrank.evaluator.batch import as_float, as_long
 
 torch.set_num_threads(1)

@@ -23,8 +23,6 @@ from driftrank.agents.drn import (
 from driftrank.envs import VectorRerankEnv, make_config
 from driftrank.envs.types import Feedback
 
-torch.set_num_threads(1)
-
 SMALL = dict(n_users=300, n_items=200)
 
 

@@ -15,12 +15,12 @@ from conftest_models import (
     trained_evaluator,
     world,
 )
+from synthetic import SyntheticTruth
 
 from driftrank.evaluator import (
     CheckpointError,
     EvaluatorConfig,
     ListwiseEvaluator,
-    SyntheticTruth,
     auc,
     bce,
     load,

@@ -1,4 +1,4 @@
-"""A tiny synthetic world with a *known* list-wise click model, for tests and benchmarks.
+"""A tiny synthetic world with a *known* list-wise click model, for the model tests.
 
 The real world simulator lives in ``driftrank.envs``; this one exists so that the models can
 be tested against ground truth without depending on it. Its click model has the three effects
