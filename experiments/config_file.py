@@ -96,4 +96,37 @@ def load_grid_file(path: str | Path) -> tuple[dict, dict]:
         raise ValueError(f"{path}: unknown key(s) {unknown} in [run]; valid: {sorted(RUN_KEYS)}")
     if "seeds" in data:
         data["seeds"] = parse_seeds(data["seeds"])
+    _check_world_tables(path, data)
     return data, run
+
+
+def _check_world_tables(path: Path, data: dict) -> None:
+    """World settings of ``[world]`` and each ``[scenario_world.NAME]``, checked against the
+    scenarios they apply to, so a typo names the file and the table it sits in."""
+    from ..envs import make_config
+
+    world = data.get("world", {})
+    per = data.get("scenario_world", {})
+    if not isinstance(world, dict):
+        raise ValueError(f"{path}: [world] must be a table of world settings")
+    if not isinstance(per, dict):
+        raise ValueError(f"{path}: [scenario_world] must hold one table per scenario")
+    scenarios = data.get("scenarios")
+    scenarios = [scenarios] if isinstance(scenarios, str) else list(scenarios or [])
+    for scenario in [s for s in scenarios if isinstance(s, str)] or ["stationary"]:
+        if scenario in per:
+            continue
+        try:
+            make_config(scenario, **world)
+        except ValueError as exc:
+            if "unknown scenario" in str(exc):
+                raise ValueError(f"{path}: scenarios: {exc}") from exc
+            raise ValueError(f"{path}: [world]: {exc}") from exc
+    for scenario, table in per.items():
+        if not isinstance(table, dict):
+            raise ValueError(f"{path}: [scenario_world.{scenario}] must be a table")
+        try:
+            make_config(scenario, **{**world, **table})
+        except ValueError as exc:
+            raise ValueError(f"{path}: [scenario_world.{scenario}] (with [world]): {exc}") \
+                from exc

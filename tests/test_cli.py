@@ -186,3 +186,63 @@ def test_pretrain_command_trains_then_hits_the_cache(tmp_path, capsys):
     assert "loaded from cache" in capsys.readouterr().out
     assert main(["pretrain", "--set", "bogus=1", "--cache-dir", str(tmp_path)]) == 2
     assert "unknown pretraining setting" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the first page
+def test_agents_name_shows_config_keys_defaults_and_ranges(capsys):
+    code, out, _ = run(capsys, "agents", "drn")
+    assert code == 0
+    assert out.startswith("drn: DRN")
+    assert "period" in out and "default 2000" in out and "allowed >= 1" in out
+    assert "epsilon" in out and "allowed [0, 1]" in out
+    code, out, _ = run(capsys, "agents", "random")
+    assert code == 0 and "config: none" in out
+    code, _, err = run(capsys, "agents", "nope")
+    assert code == 2 and "'nope'" in err and "available agents" in err
+
+
+def test_report_help_shows_a_plain_percent(capsys):
+    code, out, _ = run(capsys, "report", "--help")
+    assert code == 0 and "95% interval" in out and "95%%" not in out
+
+
+@pytest.mark.parametrize("flag, needles", [
+    ("period=abc", ["'incremental'", "period='abc'", "an integer"]),
+    ("evaluator_lr=-1", ["'incremental'", "evaluator_lr=-1", "> 0"]),
+])
+def test_run_rejects_bad_config_values_by_name(capsys, flag, needles):
+    code, _, err = run(capsys, "run", "--agent", "incremental", "--config", flag, *TINY)
+    assert code == 2 and "Traceback" not in err
+    for needle in needles:
+        assert needle in err
+
+
+def test_set_values_are_parsed_like_world_values():
+    """--set evaluator_ids=false is the boolean False (it used to be the truthy "false")."""
+    from driftrank.agents.pretrained import PretrainConfig
+    from driftrank.experiments.cli_args import key_values
+
+    settings = key_values(["evaluator_ids=false", "n_requests=600", "pg_lr=1e-3"], "--set")
+    assert settings == {"evaluator_ids": False, "n_requests": 600, "pg_lr": 0.001}
+    assert PretrainConfig().replace(**settings).evaluator_ids is False
+
+
+def test_a_world_typo_in_a_grid_file_names_the_file_and_the_table(capsys, tmp_path):
+    bad = tmp_path / "typo.toml"
+    bad.write_text(GRID_TOML.replace("n_items = 200", "n_itemz = 200", 1))
+    code, _, err = run(capsys, "grid", str(bad), "--out", str(tmp_path / "r"))
+    assert code == 2 and "typo.toml: [world]" in err and "n_itemz" in err
+    bad.write_text(GRID_TOML.replace("abrupt_times = [200]", "abrupt_timez = [200]"))
+    code, _, err = run(capsys, "grid", str(bad), "--out", str(tmp_path / "r"))
+    assert code == 2 and "typo.toml: [scenario_world.abrupt-shift]" in err
+    assert "abrupt_timez" in err and "valid settings" in err
+    assert not (tmp_path / "r").exists()  # nothing ran, nothing half-written
+
+
+def test_every_command_module_registers_itself():
+    """Adding a command is one module with register(sub) named in COMMANDS."""
+    from driftrank.experiments.cli import COMMANDS, build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert len(sub.choices) == len(COMMANDS) + 1  # cli_catalog registers agents + scenarios

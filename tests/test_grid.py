@@ -324,3 +324,73 @@ def test_ray_grid_runs_cells_on_both_nodes(ray_cluster, tmp_path):
     for seed, nodes in where.items():
         assert list(nodes) == [ray_cluster.node_of_resource[names[seed % 2]]]
     assert df["node_id"].nunique() == 2
+
+
+# ------------------------------------------------------------------ faults, retries, progress
+FLAKY: dict[str, int] = {}
+
+
+@register_agent("test-flaky", "fails its first attempt, then works (tests only)")
+class FlakyAgent(BaseAgent):
+    name = "test-flaky"
+
+    def __init__(self, context, key: str = "x"):
+        super().__init__(context)
+        FLAKY[key] = FLAKY.get(key, 0) + 1
+        if FLAKY[key] == 1:
+            raise ConnectionError("worker lost (first attempt only)")
+
+    def act(self, obs):
+        b = obs["candidate_ids"].shape[0]
+        return np.tile(np.arange(self.context.slate_size), (b, 1))
+
+
+@register_agent("test-nan-slates", "returns NaN in its slates (tests only)")
+class NanAgent(BaseAgent):
+    name = "test-nan-slates"
+
+    def act(self, obs):
+        slates = np.tile(np.arange(self.context.slate_size, dtype=float),
+                         (obs["candidate_ids"].shape[0], 1))
+        slates[4, 1] = np.nan
+        return slates
+
+
+def test_a_retried_cell_is_named_in_the_summary(tmp_path):
+    FLAKY.clear()
+    spec = small_spec(agents=["random", ("test-flaky", {"key": "grid"})])
+    summary = run_grid(spec, tmp_path, retries=1, progress=False)
+    assert summary.ok and len(summary.completed) == 2
+    (retried,) = summary.retried
+    assert retried["attempts"] == 2 and "worker lost" in retried["errors"][0]
+    assert f"RETRIED {retried['cell_id']}" in str(summary)
+    assert "ConnectionError: worker lost" in str(summary)
+
+
+def test_an_agent_breaking_the_slate_contract_fails_its_cells_only(tmp_path):
+    spec = small_spec(agents=["random", "test-nan-slates"])
+    summary = run_grid(spec, tmp_path, retries=0, progress=False)
+    (failure,) = summary.failed
+    assert "agent 'test-nan-slates'" in failure["error"] and "step 0" in failure["error"]
+    assert "row 4" in failure["error"] and "integer array" in failure["error"]
+    assert set(load_results(tmp_path)["agent"]) == {"random"}  # the finished cell is kept
+
+
+def test_the_eta_comes_from_finished_cells_only(monkeypatch):
+    from driftrank.experiments import progress
+
+    clock = iter([100.0, 160.0, 220.0])
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    with progress.CellProgress(total=4, enabled=False, desc="cells") as bar:
+        assert bar.eta_s() is None  # nothing finished: no promise
+        bar.finished()
+        assert bar.eta_s() == pytest.approx(120 / 1 * 3)  # 2 min for one cell, 3 to go
+
+
+def test_grid_spec_and_cell_share_length_and_serialisation():
+    spec = small_spec(strict=False)
+    assert all(not c.strict for c in spec.cells())
+    assert spec.to_dict()["strict"] is False and "strict" not in small_spec().to_dict()
+    assert GridSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(ValueError, match="unknown grid setting"):
+        GridSpec.from_dict({**spec.to_dict(), "seedz": [1]})
