@@ -9,9 +9,11 @@ every cell of a world config):
 2. train the list-wise evaluator on them (BCE, chronological hold-out for metrics);
 3. warm-start the generator by imitation of the logs' best-clicked orders, then train it by
    policy gradient against the frozen evaluator;
-4. report held-out metrics, including ones computed from the world's truth, and save both
-   checkpoints under ``cache_dir/<key>/`` where ``key`` hashes the world config, the training
-   seed and the training config. A second call with the same inputs loads instead of training.
+4. report held-out metrics (and, with ``measure``, the caller's own: the experiments pass
+   :func:`driftrank.experiments.truth_metrics.truth_metrics`, which reads the world's truth,
+   something agents never do) and save both checkpoints under ``cache_dir/<key>/`` where
+   ``key`` hashes the world config, the training seed and the training config. A second call
+   with the same inputs loads instead of training.
 
 Models read ``user`` and ``context`` concatenated as their user input (time of day matters in
 the periodic scenario); :func:`model_inputs` is the one place that builds it.
@@ -37,11 +39,9 @@ from .. import evaluator as ev
 from .. import generator as gen
 from ..envs import make_config
 from ..envs.config import WorldConfig
-from ..envs.logs import LOG_STREAM_SALT, behaviour_slates, generate_logs
-from ..envs.world import World
+from ..envs.logs import generate_logs
 
 FORMAT_VERSION = 2  # 2: held-out truth metrics on a warmed-up world
-EVAL_STREAM_SALT = LOG_STREAM_SALT + 1  # held-out world requests for truth-based metrics
 
 
 def model_inputs(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -121,8 +121,14 @@ def pretrain(
     cache_dir: str | Path = ".driftrank_cache",
     threads: int = 1,
     log=None,
+    measure=None,
 ) -> Pretrained:
-    """Pretrained evaluator + generator for ``world`` (trained, or loaded from the cache)."""
+    """Pretrained evaluator + generator for ``world`` (trained, or loaded from the cache).
+
+    ``threads`` is recorded in the context of the caller, which sets torch's threads at its own
+    boundary (a cell, the grid's preparation, a command). ``measure(world, seed, evaluator,
+    generator, config, imitated=...) -> dict``: extra held-out metrics stored with the models.
+    """
     world = make_config(world) if isinstance(world, str) else world
     config = config or PretrainConfig()
     path = Path(cache_dir) / f"pretrained-{cache_key(world, seed, config)}"
@@ -166,7 +172,8 @@ def pretrain(
         "evaluator_auc": ev_metrics["valid_auc"],
         "evaluator_logloss": ev_metrics["valid_logloss"],
         "position_baseline_auc": _position_baseline_auc(train, held),
-        **truth_metrics(world, seed, evaluator, generator, config, imitated=imitated),
+        **(measure(world, seed, evaluator, generator, config, imitated=imitated)
+           if measure else {}),
         "logs_seconds": t_logs,
         "train_seconds": t_train,
         "n_train_requests": int(train["slates"].shape[0]),
@@ -188,63 +195,6 @@ def _position_baseline_auc(train: dict, held: dict) -> float:
     ctr = train["clicks"].mean(axis=0)
     pred = np.broadcast_to(ctr, held["clicks"].shape)
     return ev.auc(held["clicks"].reshape(-1), pred.reshape(-1))
-
-
-@torch.inference_mode()
-def truth_metrics(world: WorldConfig, seed: int, evaluator, generator,
-                  config: PretrainConfig, imitated=None) -> dict:
-    """Metrics that need the world's truth, on held-out requests from the pre-drift world
-    (a separate stream, warmed up by as many behaviour requests as the logs hold).
-
-    - ``evaluator_spearman``: per request, the rank correlation between the evaluator's slate
-      score and the true expected reward over random permutations of a behaviour slate
-      (does the evaluator judge *order* the way the world does?), averaged.
-    - true expected reward per request of the generator's greedy slates, of the behaviour
-      policy, of random slates and of the greedy-on-truth reference; with ``imitated`` (the
-      generator before policy gradient) also its reward, so what policy gradient added shows.
-    """
-    n = config.eval_requests
-    w = World(world.without_events(), n, seed, stream_salt=EVAL_STREAM_SALT)
-    rng = np.random.default_rng([seed, EVAL_STREAM_SALT])
-    _warm_up(w, config, rng)
-    obs = model_inputs(w.observation())
-    k = world.slate_size
-    behaviour = behaviour_slates(w.true_attraction(), k, config.behaviour_noise,
-                                 config.behaviour_epsilon, rng)
-    greedy = generator.greedy(obs["user"], obs["candidates"], obs["candidate_ids"]).numpy()
-    random = np.argsort(rng.random((n, world.n_candidates)), axis=1)[:, :k]
-
-    p = config.eval_permutations
-    perms = np.stack([behaviour[np.arange(n)[:, None], np.argsort(rng.random((n, k)), 1)]
-                      for _ in range(p)], axis=1)  # (n, P, K)
-    flat = perms.reshape(n * p, k)
-    rep = {key: np.repeat(value, p, axis=0) for key, value in obs.items()}
-    rows = np.arange(n * p)[:, None]
-    items, ids = rep["candidates"][rows, flat], rep["candidate_ids"][rows, flat]
-    scores = evaluator.score(rep["user"], items, ids).numpy().reshape(n, p)
-    truth = np.stack([w.expected_reward(perms[:, j]) for j in range(p)], axis=1)
-    rhos = [ev.spearman(scores[i], truth[i]) for i in range(n)]
-    out = {
-        "evaluator_spearman": float(np.nanmean(rhos)),
-        "generator_true_reward": float(w.expected_reward(greedy).mean()),
-        "behaviour_true_reward": float(w.expected_reward(behaviour).mean()),
-        "random_true_reward": float(w.expected_reward(random).mean()),
-        "reference_true_reward": float(w.expected_reward(w.reference_slates()).mean()),
-    }
-    if imitated is not None:
-        slates = imitated.greedy(obs["user"], obs["candidates"], obs["candidate_ids"]).numpy()
-        out["imitation_true_reward"] = float(w.expected_reward(slates).mean())
-    return out
-
-
-def _warm_up(w: World, config: PretrainConfig, rng: np.random.Generator) -> None:
-    """Serve as many behaviour requests as the logs hold, so that the held-out requests come
-    from a world whose item statistics (impressions, CTR) look like the logs' end, not from a
-    catalog nobody has seen yet (features the models rely on would be out of distribution)."""
-    k = w.config.slate_size
-    for _ in range(-(-config.n_requests // w.batch_size)):
-        w.serve(behaviour_slates(w.true_attraction(), k, config.behaviour_noise,
-                                 config.behaviour_epsilon, rng), with_truth=False)
 
 
 def _save_atomically(path: Path, evaluator, generator, metrics, world, seed, config) -> None:

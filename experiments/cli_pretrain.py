@@ -11,14 +11,20 @@ def cmd_pretrain(args) -> int:
     from ..agents.pretrained import PretrainConfig, pretrain
     from ..envs import make_config
     from .threads import set_torch_threads
+    from .truth_metrics import truth_metrics
 
     world = make_config(args.scenario, **one_world(args.world, "pretrain"))
     config = PretrainConfig().replace(**key_values(args.set, "--set"))
     set_torch_threads(args.threads)
     models = pretrain(world, seed=args.seed, config=config, cache_dir=args.cache_dir,
-                      threads=args.threads, log=lambda m: print(f"  {m}", flush=True))
+                      threads=args.threads, log=lambda m: print(f"  {m}", flush=True),
+                      measure=truth_metrics)
     print(f"{'loaded from cache' if models.cache_hit else 'trained'}: {models.path}")
-    for key, value in models.metrics.items():
+    metrics = dict(models.metrics)
+    if "generator_true_reward" not in metrics:  # cached by an agent's prepare: measure now
+        metrics.update(truth_metrics(world, args.seed, models.evaluator, models.generator,
+                                     config))
+    for key, value in metrics.items():
         print(f"  {key:<24} {value:.4f}" if isinstance(value, float) else f"  {key:<24} {value}")
     return 0
 

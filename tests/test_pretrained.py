@@ -8,6 +8,7 @@ import torch
 from driftrank.agents.pretrained import PretrainConfig, pretrain
 from driftrank.envs import make_config
 from driftrank.evaluator import CheckpointError
+from driftrank.experiments.truth_metrics import truth_metrics
 
 WORLD = make_config("abrupt-shift", n_users=1000, n_items=500)
 CONFIG = PretrainConfig(n_requests=10_000, evaluator_epochs=5, imitation_epochs=2, pg_steps=60,
@@ -17,7 +18,8 @@ CONFIG = PretrainConfig(n_requests=10_000, evaluator_epochs=5, imitation_epochs=
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     torch.set_num_threads(1)
-    return pretrain(WORLD, config=CONFIG, cache_dir=tmp_path_factory.mktemp("a"))
+    return pretrain(WORLD, config=CONFIG, cache_dir=tmp_path_factory.mktemp("a"),
+                    measure=truth_metrics)
 
 
 def test_pretrained_models_beat_the_baselines_they_should(trained):
