@@ -17,7 +17,7 @@ def _describe(name: str) -> str:
     from ..agents import available_agents, config_keys, find_factory
 
     factory = find_factory(name)
-    doc = (inspect.getdoc(factory) or "").strip()
+    doc = inspect.cleandoc(factory.__doc__ or "")  # its own, not a base class's
     lines = [f"{name}: {available_agents()[name].description}"]
     if doc and doc.splitlines()[0] != lines[0]:
         lines += ["", *doc.splitlines()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .cli_args import cell_flags, key_values, nonneg_int, one_world, table
@@ -24,7 +25,9 @@ def cmd_run(args) -> int:
     spec.world_config()  # bad scenario / world setting -> ValueError now
     checked_factory(spec.agent, spec.agent_config)  # bad agent / config -> ValueError now
     cache_dir = Path(args.cache_dir).absolute()
-    prepare_cell(spec, cache_dir, args.threads)
+    prepare_cell(spec, cache_dir, args.threads,
+                 log=None if args.no_progress else lambda m: print(m, file=sys.stderr,
+                                                                     flush=True))
     df = run_cell(spec, cache_dir=cache_dir, threads=args.threads,
                   progress=not args.no_progress)
     rows = [{

@@ -49,10 +49,14 @@ def _jobs(cells: list[CellSpec]) -> dict[tuple, tuple[Callable, dict, list[CellS
     return jobs
 
 
-def prepare_cell(cell: CellSpec, cache_dir: str | Path, threads: int) -> None:
-    """Run the preparation one cell needs (``driftrank run``); errors propagate."""
+def prepare_cell(cell: CellSpec, cache_dir: str | Path, threads: int, log=None) -> None:
+    """Run the preparation one cell needs (``driftrank run``); errors propagate. ``log``
+    is told before work that may take a while (pretraining), so a command is not silent."""
     set_torch_threads(threads)
     for (_, world, seed, _), (prepare, kwargs, _) in _jobs([cell]).items():
+        if log is not None:
+            log(f"preparing agent {cell.agent!r} (pretrained models are built once per world "
+                f"and cached in {cache_dir}; the first time takes a while)")
         prepare(AgentContext(world=world, seed=seed, cache_dir=Path(cache_dir),
                              threads=threads), **kwargs)
 
