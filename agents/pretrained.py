@@ -125,8 +125,8 @@ def pretrain(
 ) -> Pretrained:
     """Pretrained evaluator + generator for ``world`` (trained, or loaded from the cache).
 
-    ``threads`` is recorded in the context of the caller, which sets torch's threads at its own
-    boundary (a cell, the grid's preparation, a command). ``measure(world, seed, evaluator,
+    ``threads`` is not used here any more: the caller sets torch's threads at its own boundary
+    (a cell, the grid's preparation, a command); it stays for the callers that pass it. ``measure(world, seed, evaluator,
     generator, config, imitated=...) -> dict``: extra held-out metrics stored with the models.
     """
     world = make_config(world) if isinstance(world, str) else world
