@@ -12,9 +12,16 @@ import gymnasium as gym
 import numpy as np
 
 
-class ScoreActionWrapper(gym.ActionWrapper):
+class ScoreActionWrapper(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
+    """Action = one score per candidate (``Box(N)``); the env serves the top K.
+
+    Records its constructor arguments (``RecordConstructorArgs``) like Gymnasium's own
+    wrappers, so ``check_env`` and ``env.spec`` can rebuild the wrapped env.
+    """
+
     def __init__(self, env: gym.Env, score_bound: float = 10.0):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, score_bound=score_bound)
+        gym.ActionWrapper.__init__(self, env)
         base = env.unwrapped
         self._n = base.config.n_candidates
         self._k = base.config.slate_size
