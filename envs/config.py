@@ -62,7 +62,7 @@ class WorldConfig:
 
     # --- returns, leaving, joining -----------------------------------------------------------
     return_sensitivity: float = 0.0  # arrival rate x exp(this * (satisfaction - reference))
-    satisfaction_reference: float = 1.0  # clicks per visit at which a user returns at base rate
+    satisfaction_reference: float = 2.0  # clicks per visit at which a user returns at base rate
     satisfaction_memory: float = 0.3  # weight of the latest visit in the satisfaction average
     leave_after: int = 0  # a user leaves after this many visits in a row without a click; 0=never
     join_rate: float = 0.0  # probability per tick that a new (cold) user joins a free slot

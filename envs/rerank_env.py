@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -13,7 +12,7 @@ from .config import WorldConfig
 from .drift import schedule_frame
 from .scenarios import make_config
 from .spaces import action_space, observation_space
-from .world import World
+from .world import LazyDict, Truth, World
 
 
 class RerankEnv(gym.Env):
@@ -226,23 +225,22 @@ def _single(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {key: value[0, ...] for key, value in obs.items()}
 
 
-class _RowTruth(Mapping):
+class _RowTruth(LazyDict):
     """Row 0 of a batch :class:`~driftrank.envs.world.Truth`, still computed only when read."""
 
-    _SCALARS = ("expected_reward", "reference_reward")
+    LAZY = Truth.LAZY
 
-    def __init__(self, truth: Mapping):
+    def __init__(self, truth: Truth):
+        super().__init__({k: _row(k, v) for k, v in dict.items(truth)})
         self._truth = truth
 
-    def __getitem__(self, key):
-        value = self._truth[key][0]
-        return float(value) if key in self._SCALARS else value
+    def _lazy(self) -> None:
+        for key in self.LAZY:
+            dict.__setitem__(self, key, _row(key, self._truth[key]))
 
-    def __iter__(self):
-        return iter(self._truth)
 
-    def __len__(self) -> int:
-        return len(self._truth)
+def _row(key: str, value):
+    return float(value[0]) if key in ("expected_reward", "reference_reward") else value[0]
 
 
 def _document_sizes() -> None:

@@ -32,7 +32,6 @@ Random streams
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 import numpy as np
 
@@ -99,7 +98,72 @@ class RequestTruth:
                                    c.contrast)
 
 
-class Truth(Mapping):
+class LazyDict(dict):
+    """A dict whose costly entries are computed on first read (``_lazy`` fills them).
+
+    Any read of the whole mapping (keys, items, iteration, comparison) fills it first, so it
+    behaves as a plain dict to everyone; only code that reads the cheap keys alone skips the
+    work.
+    """
+
+    LAZY: tuple[str, ...] = ()
+
+    def _fill(self) -> None:
+        if self.LAZY and self.LAZY[0] not in self.keys_now():
+            self._lazy()
+
+    def _lazy(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def keys_now(self):
+        return dict.keys(self)
+
+    def __missing__(self, key):
+        if key in self.LAZY:
+            self._lazy()
+            return dict.__getitem__(self, key)
+        raise KeyError(key)
+
+    def __contains__(self, key):
+        return key in self.LAZY or dict.__contains__(self, key)
+
+    def __iter__(self):
+        self._fill()
+        return dict.__iter__(self)
+
+    def __len__(self):
+        self._fill()
+        return dict.__len__(self)
+
+    def __eq__(self, other):
+        self._fill()
+        if isinstance(other, LazyDict):
+            other._fill()
+        return dict.__eq__(self, other)
+
+    __hash__ = None
+
+    def keys(self):
+        self._fill()
+        return dict.keys(self)
+
+    def items(self):
+        self._fill()
+        return dict.items(self)
+
+    def values(self):
+        self._fill()
+        return dict.values(self)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def __reduce__(self):
+        self._fill()
+        return (dict, (dict(dict.items(self)),))
+
+
+class Truth(LazyDict):
     """``info["truth"]``: computed when read, so steps whose truth nobody reads skip it.
 
     Keys: ``click_probs`` and ``conversion_probs`` (B, K) of the served slates,
@@ -107,34 +171,23 @@ class Truth(Mapping):
     ``reference_slate`` (B, K) greedy on truth and ``reference_reward`` (B,).
     """
 
-    KEYS = ("click_probs", "conversion_probs", "expected_reward", "clicks",
-            "reference_slate", "reference_reward")
+    LAZY = ("reference_slate", "reference_reward")
 
     def __init__(self, request: RequestTruth, p_marg, pconv, clicks):
+        super().__init__(
+            click_probs=p_marg.astype(np.float32),
+            conversion_probs=pconv.astype(np.float32),
+            expected_reward=(p_marg * (1.0 + request.config.conversion_weight * pconv)
+                             ).sum(axis=1),
+            clicks=clicks,
+        )
         self._request = request
-        self._values = {
-            "click_probs": p_marg.astype(np.float32),
-            "conversion_probs": pconv.astype(np.float32),
-            "expected_reward": (p_marg * (1.0 + request.config.conversion_weight * pconv)
-                                ).sum(axis=1),
-            "clicks": clicks,
-        }
 
-    def __getitem__(self, key):
-        if key not in self._values:
-            if key not in self.KEYS:
-                raise KeyError(key)
-            reference = self._request.reference()
-            self._values["reference_slate"] = reference
-            self._values["reference_reward"] = self._request.expected(
-                reference, np.ones(reference.shape, bool))
-        return self._values[key]
-
-    def __iter__(self):
-        return iter(self.KEYS)
-
-    def __len__(self) -> int:
-        return len(self.KEYS)
+    def _lazy(self) -> None:
+        reference = self._request.reference()
+        dict.__setitem__(self, "reference_slate", reference)
+        dict.__setitem__(self, "reference_reward", self._request.expected(
+            reference, np.ones(reference.shape, bool)))
 
 
 class World:
