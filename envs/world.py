@@ -72,11 +72,11 @@ def _coprimes(m: int) -> np.ndarray:
 class RequestTruth:
     """The true click model of one batch of requests (immutable once drawn)."""
 
-    __slots__ = ("topics", "attraction", "pconv", "sensitivity", "config")
+    __slots__ = ("topics", "attraction", "pconv", "sensitivity", "config", "logit")
 
-    def __init__(self, config, topics, attraction, pconv, sensitivity):
+    def __init__(self, config, topics, attraction, pconv, sensitivity, logit):
         self.config, self.topics, self.attraction = config, topics, attraction
-        self.pconv, self.sensitivity = pconv, sensitivity
+        self.pconv, self.sensitivity, self.logit = pconv, sensitivity, logit
 
     def slate_truth(self, slates: np.ndarray, shown: np.ndarray):
         c = self.config
@@ -294,21 +294,14 @@ class World:
 
         u_eff = pop.taste[users] + self.drift.offset
         cands, core = self._recall(u_eff)
-        topics = self.items.topic[cands]
-        logit = core + self.items.quality_now(cands, self.drift.quality_factors) \
-            + self.drift.topic_term[topics] + np.float32(c.attraction_bias)
-        if c.boredom_gain > 0:
-            logit -= cm.gather_rows(pop.boredom[users], topics)
-        pconv = _sigmoid(c.conversion_bias + c.conversion_gain * core).astype(np.float32)
+        req = self._truth_for(users, cands, frozen=False, core=core)
         self._req_users = users
         self._req_ticks = ticks
         self._req_gap = gap
         self._req_first = first
         self._req_cands = cands
-        self._req_logit = logit.astype(np.float32)
         self._req_u_eff = u_eff
-        self._req = RequestTruth(c, topics, _sigmoid(self._req_logit), pconv,
-                                 pop.sensitivity[users])
+        self._req = req
         self._obs: dict[str, np.ndarray] | None = None
 
     @property
@@ -418,7 +411,10 @@ class World:
         the pretraining world would serve; ``stale-oracle`` serves it."""
         return self._truth_for(self._req_users, self._req_cands, frozen=True).reference()
 
-    def _truth_for(self, users, cands, frozen: bool) -> RequestTruth:
+    def _truth_for(self, users, cands, frozen: bool, core=None) -> RequestTruth:
+        """The click model of ``users`` facing candidate slots ``cands`` (B, N), under the
+        current truth or the one frozen at the start; ``core`` = scaled affinities if known.
+        The one place where the attraction logit is put together."""
         c = self.config
         pop, items = self.users, self.items
         if frozen:
@@ -429,18 +425,20 @@ class World:
             u_eff = pop.taste[users] + self.drift.offset
             quality = items.quality_now(cands, self.drift.quality_factors)
             topic_term = self.drift.topic_term
-        core = np.einsum("bnd,bd->bn", items.v[cands], u_eff) * self._k_aff
+        if core is None:
+            core = np.einsum("bnd,bd->bn", items.v[cands], u_eff) * self._k_aff
         topics = items.topic[cands]
         logit = core + quality + topic_term[topics] + np.float32(c.attraction_bias)
         if c.boredom_gain > 0 and not frozen:
             logit = logit - cm.gather_rows(pop.boredom[users], topics)
-        pconv = _sigmoid(c.conversion_bias + c.conversion_gain * core)
-        return RequestTruth(c, topics, _sigmoid(logit), pconv, pop.sensitivity[users])
+        pconv = _sigmoid(c.conversion_bias + c.conversion_gain * core).astype(np.float32)
+        logit = logit.astype(np.float32)
+        return RequestTruth(c, topics, _sigmoid(logit), pconv, pop.sensitivity[users], logit)
 
     def true_attraction(self) -> np.ndarray:
         """(B, N) true attraction logits of the pending candidates (for the logging policy and
         the oracle only: agents must never read this)."""
-        return self._req_logit
+        return self._req.logit
 
     # ------------------------------------------------------------------ serving
     def serve(self, slates: np.ndarray, with_truth: bool = True) -> dict:

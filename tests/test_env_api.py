@@ -178,7 +178,7 @@ def test_check_env_passes_on_the_score_wrapped_env():
         warnings.simplefilter("error")
         # the one warning Gymnasium gives for any wrapped env, whatever the wrapper
         warnings.filterwarnings("ignore", message=".*different from the unwrapped version")
-        check_env(ScoreActionWrapper(RerankEnv("mixed", max_steps=30, **SMALL)))
+        check_env(ScoreActionWrapper(gym.make(E.ENV_ID, scenario="mixed", max_steps=30, **SMALL)))
 
 
 def test_docstring_feature_sizes_are_the_real_ones():
