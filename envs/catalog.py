@@ -122,7 +122,7 @@ class Catalog:
         c = self.config
         s = self.static.shape[1]
         out = np.empty((*slots.shape, c.item_feature_dim), np.float32)
-        out[..., :s] = self.static[slots]
+        out[..., :s] = self.static.take(slots.reshape(-1), axis=0).reshape(*slots.shape, s)
         if c.stats_refresh == 0:
             imp = self.impressions[slots]
             out[..., s] = np.log1p(imp) / 10.0

@@ -47,6 +47,7 @@ class WorldConfig:
     user_features: str = "history"  # "history": behaviour-derived profile; "taste": v1 control
     profile_half_lives: tuple[float, ...] = (500.0, 10_000.0, math.inf)  # ticks; inf = lifetime
     stats_refresh: int = 2_000  # ticks between batch publications of item statistics; 0 = live
+    warmup_ticks: int = 10_000  # history served by the behaviour policy before the episode
 
     # --- feedback timing ---------------------------------------------------------------------
     click_delay: int = 0  # ticks before a click is reported to the recommender; 0 = at once
@@ -229,7 +230,7 @@ def validate(c: WorldConfig) -> None:
          and all(isinstance(h, int | float) and h > 0 for h in c.profile_half_lives),
          f"profile_half_lives={c.profile_half_lives!r} must be 1 to 4 half-lives > 0 "
          "(ticks; inf = lifetime average)")
-    for name in ("stats_refresh", "click_delay", "leave_after"):
+    for name in ("stats_refresh", "click_delay", "leave_after", "warmup_ticks"):
         value = getattr(c, name)
         need(isinstance(value, int) and value >= 0,
              f"{name}={value!r} must be an integer >= 0 (0 disables it)")

@@ -29,6 +29,7 @@ import numpy as np
 from .config import WorldConfig
 
 RATE_MIN, RATE_MAX = 0.25, 2.0
+NEVER = -(2**62)  # last_seen of a user who has not visited yet (warm-up visits are < 0)
 PROPOSALS_PER_REQUEST = 6
 
 
@@ -60,7 +61,7 @@ class Population:
         self.dynamic_rates = (c.return_sensitivity > 0 or c.leave_after > 0
                               or c.initial_active_share < 1.0)
 
-        self.last_seen = np.full(u, -1, np.int64)
+        self.last_seen = np.full(u, NEVER, np.int64)
         self.boredom = np.zeros((u, t), np.float32)
         self.history = np.zeros((u, t), np.float32)
         h = len(c.profile_half_lives)
@@ -169,7 +170,7 @@ class Population:
         self.n_active += n
         for arr in (self.boredom, self.history, self.profile, self.profile_weight):
             arr[slots] = 0
-        self.last_seen[slots] = -1
+        self.last_seen[slots] = NEVER
         self.profile_tick[slots] = 0
         self.visits[slots] = 0
         self.clicks[slots] = 0

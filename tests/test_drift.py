@@ -8,7 +8,7 @@ import pytest
 from driftrank.envs import VectorRerankEnv, make_config
 from driftrank.envs.world import World
 
-SMALL = dict(n_users=500, n_items=400)
+SMALL = dict(n_users=500, n_items=400, warmup_ticks=0)
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:
@@ -71,7 +71,7 @@ def test_gradual_drift_moves_tastes_and_trends():
     for _ in range(30):
         world.serve(world.reference_slates())
     moved = np.linalg.norm(world.user_u - u0, axis=1)
-    seen = world.user_last_seen >= 0
+    seen = world.user_last_seen >= 0  # visited in this episode
     assert np.median(moved[seen]) > 0.3
     assert not np.allclose(world.drift.trend, trend0)
 

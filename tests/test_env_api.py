@@ -12,7 +12,7 @@ from gymnasium.utils.env_checker import check_env
 import driftrank.envs as E
 from driftrank.envs import RerankEnv, ScoreActionWrapper, VectorRerankEnv
 
-SMALL = dict(n_users=300, n_items=200)
+SMALL = dict(n_users=300, n_items=200, warmup_ticks=1000)
 
 
 @pytest.mark.parametrize("scenario", E.scenario_names())
