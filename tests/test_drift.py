@@ -138,11 +138,12 @@ def test_recall_shift_changes_candidate_mix():
     assert np.abs(world.drift.recall_topic_bias).max() > 0
 
 
-@pytest.mark.parametrize("scenario", ["abrupt-shift", "churn", "periodic"])
+@pytest.mark.parametrize("scenario", ["abrupt-shift", "churn", "periodic", "taste-shift",
+                                      "quality-drift", "delayed-feedback"])
 def test_two_agents_on_one_seed_meet_the_same_requests(scenario):
     """Common random numbers: without consumption feedback, the served slates do not change
     which users arrive, which candidates they get, or when drift fires."""
-    kwargs = dict(abrupt_times=(300,), **SMALL) if scenario == "abrupt-shift" else SMALL
+    kwargs = dict(abrupt_times=(300,), **SMALL) if "shift" in scenario else SMALL
     a = VectorRerankEnv(50, scenario, **kwargs)
     b = VectorRerankEnv(50, scenario, **kwargs)
     oa, _ = a.reset(seed=11)

@@ -237,3 +237,20 @@ def test_headroom_is_positive_after_drift_and_zero_when_stationary(scenario, ove
 def test_bad_v2_settings_name_the_setting_and_the_range(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_config("stationary", **kwargs)
+
+
+def test_stale_oracle_agent_serves_the_frozen_reference():
+    from driftrank.agents import AgentContext, make_agent
+
+    env = VectorRerankEnv(50, "taste-shift", abrupt_times=(200,), **SMALL)
+    obs, _ = env.reset(seed=0)
+    agent = make_agent("stale-oracle", AgentContext(world=env.config, seed=0))
+    assert agent.needs_world
+    with pytest.raises(RuntimeError, match="attach_world"):
+        agent.act(obs)
+    agent.attach_world(env.world)
+    for _ in range(6):
+        slates = agent.act(obs)
+        np.testing.assert_array_equal(slates, env.world.frozen_reference_slates())
+        obs = env.step(slates)[0]
+    getattr(agent, "close", lambda: None)()
