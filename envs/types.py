@@ -85,3 +85,14 @@ class Feedback:
     reward: np.ndarray
     obs: dict | None = None  # the observation batch these slates were served for
     click_reports: ClickReports | None = None  # clicks reported now (delayed clicks included)
+
+    @classmethod
+    def from_step(cls, info: dict, slates, reward, obs: dict | None = None) -> Feedback:
+        """The feedback of one env step, labels only (``info["truth"]`` is never copied).
+
+        With ``click_delay > 0`` ``clicks`` is all zeros (nothing on these slates is reported
+        yet) and the clicks that land now, on earlier slates, are in ``click_reports``.
+        """
+        return cls(request_id=info["request_id"], slates=np.asarray(slates),
+                   clicks=info["clicks"], conversions=info["conversions"], reward=reward,
+                   obs=obs, click_reports=info.get("click_reports"))

@@ -254,3 +254,19 @@ def test_stale_oracle_agent_serves_the_frozen_reference():
         np.testing.assert_array_equal(slates, env.world.frozen_reference_slates())
         obs = env.step(slates)[0]
     getattr(agent, "close", lambda: None)()
+
+
+def test_feedback_from_a_step_carries_labels_and_no_truth():
+    from driftrank.envs import Feedback
+
+    env = VectorRerankEnv(20, "delayed-feedback", click_delay=40, **SMALL)
+    obs, _ = env.reset(seed=0)
+    seen = 0
+    for _ in range(8):
+        slates = env.world.reference_slates()
+        _, reward, _, _, info = env.step(slates)
+        fb = Feedback.from_step(info, slates, reward, obs)
+        assert not fb.clicks.any() and not hasattr(fb, "truth")
+        seen += len(fb.click_reports)
+        assert (fb.click_reports.request_id < info["request_id"][0]).all()
+    assert seen > 0
