@@ -46,8 +46,7 @@ class Population:
         self.sensitivity = g.uniform(0.5, 1.5, u).astype(np.float32)
         activity = g.lognormal(0.0, 1.0, u)
         self.activity_feature = (np.clip(np.log(activity), -3, 3) / 3).astype(np.float32)
-        self._cdf = np.cumsum(activity / activity.sum())
-        self._cdf[-1] = 1.0
+        self._alias_prob, self._alias = _alias_table(activity / activity.sum())
         self.ids = np.arange(u, dtype=np.int64)
         self.next_id = u
         self.active = np.ones(u, bool)
@@ -79,8 +78,11 @@ class Population:
     def arrivals(self, rng: np.random.Generator, b: int) -> np.ndarray:
         """Slots of the next ``b`` arriving users (a fixed amount of randomness per call)."""
         r = PROPOSALS_PER_REQUEST * b + 8
-        props = np.searchsorted(self._cdf, rng.random(r), side="right")
-        np.minimum(props, self.config.n_users - 1, out=props)
+        u = self.config.n_users
+        pick = rng.random(r) * u  # alias method: O(1) per draw, two reads whatever U is
+        props = np.minimum(pick.astype(np.int64), u - 1)
+        other = (pick - props) >= self._alias_prob[props]
+        props[other] = self._alias[props[other]]
         unif = rng.random(r)
         if not self.dynamic_rates:
             return props[:b]
@@ -177,3 +179,26 @@ class Population:
         self.bad_run[slots] = 0
         self.satisfaction[slots] = c.satisfaction_reference
         return n
+
+
+def _alias_table(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Walker's alias table of the distribution ``p`` (Vose's O(n) construction, vectorised
+    in rounds): draw i uniformly, keep it with probability ``prob[i]``, else take
+    ``alias[i]``."""
+    n = p.size
+    scaled = p * n
+    prob = np.ones(n, np.float64)
+    alias = np.arange(n, dtype=np.int64)
+    small = np.flatnonzero(scaled < 1.0)
+    large = np.flatnonzero(scaled >= 1.0)
+    while small.size and large.size:
+        k = min(small.size, large.size)
+        s, lg = small[:k], large[:k]
+        prob[s] = scaled[s]
+        alias[s] = lg
+        # each large donates what its partner lacked; a large can donate once per round
+        np.subtract.at(scaled, lg, 1.0 - scaled[s])
+        done_large = lg[scaled[lg] < 1.0]
+        small = np.concatenate([small[k:], done_large])
+        large = np.concatenate([lg[scaled[lg] >= 1.0], large[k:]])
+    return prob, alias
