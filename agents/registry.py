@@ -23,7 +23,8 @@ from .base import AgentContext
 from .config_check import check_config
 
 ENTRY_POINT_GROUP = "driftrank.agents"
-_BUILTIN_MODULES = ("random_agent", "oracle", "static", "incremental", "drn", "last")
+_BUILTIN_MODULES = ("random_agent", "oracle", "stale_oracle", "static", "incremental", "drn",
+                    "last")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import gymnasium as _gym
 from .config import WorldConfig
 from .rerank_env import RerankEnv
 from .scenarios import DESCRIPTIONS, make_config, scenario_names
-from .types import Conversions, Feedback
+from .types import ClickReports, Conversions, Feedback
 from .vector_env import VectorRerankEnv
 from .world import World
 from .wrappers import ScoreActionWrapper, top_k_slate
@@ -25,6 +25,7 @@ if ENV_ID not in _gym.registry:
 
 __all__ = [
     "ENV_ID",
+    "ClickReports",
     "Conversions",
     "DESCRIPTIONS",
     "Feedback",

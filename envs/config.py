@@ -43,11 +43,38 @@ class WorldConfig:
     contrast: float = 0.2  # share of attraction that depends on topic contrast with neighbours
     cascade_stop: float = 0.0  # probability the user stops examining after a click
 
+    # --- what agents observe (v2) -------------------------------------------------------------
+    user_features: str = "history"  # "history": behaviour-derived profile; "taste": v1 control
+    profile_half_lives: tuple[float, ...] = (500.0, 10_000.0, math.inf)  # ticks; inf = lifetime
+    stats_refresh: int = 2_000  # ticks between batch publications of item statistics; 0 = live
+    warmup_ticks: int = 10_000  # history served by the behaviour policy before the episode
+
+    # --- feedback timing ---------------------------------------------------------------------
+    click_delay: int = 0  # ticks before a click is reported to the recommender; 0 = at once
+    conversion_delay: str = "realistic"  # "realistic" (Chapelle 2014 shape) or "exponential"
+    ticks_per_hour: float = 400.0  # clock of the realistic conversion delay
+    conversion_window_hours: float = 720.0  # attribution window: later purchases never report
+    conversion_delay_mean: float = 500.0  # mean delay (ticks) when conversion_delay="exponential"
+
     # --- conversions -------------------------------------------------------------------------
     conversion_bias: float = -2.0  # logit of a purchase given a click ...
     conversion_gain: float = 1.0  # ... plus this times the true affinity logit
-    conversion_delay_mean: float = 500.0  # mean delay (ticks) of an exponential delay
     conversion_weight: float = 1.0  # reward of a conversion relative to a click
+
+    # --- returns, leaving, joining -----------------------------------------------------------
+    return_sensitivity: float = 0.0  # arrival rate x exp(this * (satisfaction - reference))
+    satisfaction_reference: float = 2.0  # clicks per visit at which a user returns at base rate
+    satisfaction_memory: float = 0.3  # weight of the latest visit in the satisfaction average
+    leave_after: int = 0  # a user leaves after this many visits in a row without a click; 0=never
+    join_rate: float = 0.0  # probability per tick that a new (cold) user joins a free slot
+    initial_active_share: float = 1.0  # share of the U user slots active at the start
+
+    # --- hidden item quality drift -----------------------------------------------------------
+    quality_drift_scale: float = 0.0  # stationary std of each item's quality random walk
+    quality_drift_timescale: float = 20_000.0  # OU timescale of that walk (ticks)
+    quality_shock_times: tuple[int, ...] = ()  # ticks of abrupt item-quality shocks
+    quality_shock_share: float = 0.3  # share of items whose quality jumps at a shock
+    quality_shock_scale: float = 1.5  # std of the jump (logit units)
 
     # --- recall ------------------------------------------------------------------------------
     relevance_share: float = 0.6  # share of candidates picked by (noisy) relevance
@@ -97,8 +124,9 @@ class WorldConfig:
     # ---- derived sizes ----
     @property
     def user_feature_dim(self) -> int:
-        """Fu: noisy taste projection + recent-click topic histogram + activity."""
-        return self.obs_dim + self.n_topics + 1
+        """Fu: one obs_dim profile block per half-life + recent-click topic histogram + 3
+        behaviour counters (log visits, log clicks, satisfaction)."""
+        return self.obs_dim * len(self.profile_half_lives) + self.n_topics + 3
 
     @property
     def item_feature_dim(self) -> int:
@@ -124,7 +152,8 @@ class WorldConfig:
         Offline logs are generated from this world, as a production system's logs predate the
         shifts the online phase is about to meet.
         """
-        return dataclasses.replace(self, abrupt_times=(), recall_shift_times=())
+        return dataclasses.replace(self, abrupt_times=(), recall_shift_times=(),
+                                   quality_shock_times=())
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -133,6 +162,9 @@ class WorldConfig:
 
 
 FIELD_NAMES = {f.name for f in dataclasses.fields(WorldConfig)}
+TIME_TUPLES = ("abrupt_times", "recall_shift_times", "quality_shock_times")
+USER_FEATURES = ("history", "taste")
+CONVERSION_DELAYS = ("realistic", "exponential")
 
 
 def _checked(overrides: dict) -> dict:
@@ -142,9 +174,11 @@ def _checked(overrides: dict) -> dict:
             f"unknown world setting(s) {unknown}; valid settings are: {sorted(FIELD_NAMES)}"
         )
     out = dict(overrides)
-    for key in ("abrupt_times", "recall_shift_times"):
+    for key in TIME_TUPLES:
         if key in out and not isinstance(out[key], tuple):
             out[key] = tuple(int(t) for t in out[key])
+    if "profile_half_lives" in out and not isinstance(out["profile_half_lives"], tuple):
+        out["profile_half_lives"] = tuple(float(h) for h in out["profile_half_lives"])
     return out
 
 
@@ -170,22 +204,40 @@ def validate(c: WorldConfig) -> None:
                  "position_bias", "contrast", "conversion_delay_mean", "conversion_weight",
                  "recall_noise", "trend_scale", "population_drift_scale", "periodic_amplitude",
                  "consumption_rate", "boredom_gain", "churn_fraction", "abrupt_user_share",
-                 "recall_shift_topic_bias", "conversion_gain"):
+                 "recall_shift_topic_bias", "conversion_gain", "return_sensitivity",
+                 "satisfaction_reference", "join_rate", "quality_drift_scale",
+                 "quality_shock_scale"):
         value = getattr(c, name)
         need(isinstance(value, int | float) and value >= 0 and math.isfinite(value),
              f"{name}={value!r} must be a finite number >= 0 (negative rates are not allowed)")
     for name in ("user_drift_timescale", "trend_timescale", "population_drift_timescale",
-                 "boredom_half_life", "history_half_life", "freshness_scale"):
+                 "boredom_half_life", "history_half_life", "freshness_scale",
+                 "quality_drift_timescale", "ticks_per_hour", "conversion_window_hours"):
         value = getattr(c, name)
         need(isinstance(value, int | float) and value > 0, f"{name}={value!r} must be > 0")
     for name in ("repeat_penalty", "relevance_share", "cascade_stop", "churn_fraction",
-                 "abrupt_user_share", "recall_shift_share", "contrast"):
+                 "abrupt_user_share", "recall_shift_share", "contrast", "join_rate",
+                 "satisfaction_memory", "initial_active_share", "quality_shock_share"):
         value = getattr(c, name)
         need(0.0 <= value <= 1.0, f"{name}={value!r} must lie in [0, 1]")
+    need(c.satisfaction_memory > 0, "satisfaction_memory=0 must lie in (0, 1]")
+    need(c.initial_active_share > 0, "initial_active_share=0 must lie in (0, 1]")
+    need(c.user_features in USER_FEATURES,
+         f"user_features={c.user_features!r} must be one of {USER_FEATURES}")
+    need(c.conversion_delay in CONVERSION_DELAYS,
+         f"conversion_delay={c.conversion_delay!r} must be one of {CONVERSION_DELAYS}")
+    need(isinstance(c.profile_half_lives, tuple) and 1 <= len(c.profile_half_lives) <= 4
+         and all(isinstance(h, int | float) and h > 0 for h in c.profile_half_lives),
+         f"profile_half_lives={c.profile_half_lives!r} must be 1 to 4 half-lives > 0 "
+         "(ticks; inf = lifetime average)")
+    for name in ("stats_refresh", "click_delay", "leave_after", "warmup_ticks"):
+        value = getattr(c, name)
+        need(isinstance(value, int) and value >= 0,
+             f"{name}={value!r} must be an integer >= 0 (0 disables it)")
     need(c.conversion_delay_mean >= 1, "conversion_delay_mean must be >= 1 tick")
     need(isinstance(c.churn_interval, int) and c.churn_interval >= 0,
          f"churn_interval={c.churn_interval!r} must be an integer >= 0 (0 disables churn)")
-    for name in ("abrupt_times", "recall_shift_times"):
+    for name in TIME_TUPLES:
         times = getattr(c, name)
         need(all(int(t) == t and t >= 0 for t in times),
              f"{name}={times!r} must be non-negative integer ticks")

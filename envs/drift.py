@@ -1,15 +1,20 @@
-"""Drift: the population-level processes and the schedule of discrete events.
+"""Drift: the population-level processes and the labelled schedule of discrete events.
 
 Per-user processes (each taste's Ornstein-Uhlenbeck walk, boredom, consumption pull) live with
-the users in :mod:`driftrank.envs.world`, applied lazily when a user arrives. This module holds
-what is shared by everyone:
+the users in :mod:`driftrank.envs.population`, applied lazily when a user arrives. This module
+holds what is shared by everyone:
 
 - a topic **trend** and a population-wide **taste offset**, both OU processes (mean-reverting
   random walks, so they move but never blow up);
 - a **periodic** daily cycle of topic trends with a random phase per topic;
 - **topic popularity**, which an abrupt shift reshuffles;
+- hidden **item quality drift**: r global OU factors; item j's quality moves by its fixed
+  loading times the factors, so every item random-walks while the per-step cost stays O(r)
+  whatever the catalog size (items read their drift when they are gathered);
 - the **recall stage's** topic bias and relevance share, which a recall shift changes;
-- the **event schedule**: abrupt shifts, recall shifts and catalog churn, at fixed ticks.
+- the **event schedule**: abrupt shifts, quality shocks, recall shifts and catalog churn, at
+  fixed ticks, each a labelled row (kind, onset, width, magnitude, share, mechanism) so a
+  report can say which mechanism a drop came from.
 
 All randomness after construction comes from the drift stream, in amounts that do not depend on
 what agents do, so every agent on the same seed meets the same drift.
@@ -24,16 +29,98 @@ import numpy as np
 
 from .config import WorldConfig
 
+QUALITY_FACTORS = 8  # rank of the hidden item-quality drift
+SCHEDULE_COLUMNS = ("kind", "onset", "width", "magnitude", "share", "mechanism")
+MAX_SCHEDULE_ROWS = 10_000  # periodic churn is listed event by event up to this many rows
+
 
 @dataclass(frozen=True)
 class DriftEvent:
-    """A discrete drift event; ``kind`` is ``abrupt``, ``recall_shift`` or ``churn``."""
+    """A labelled drift event.
+
+    ``kind``: ``abrupt`` (taste switch and/or topic reshuffle), ``quality_shock``,
+    ``recall_shift``, ``churn``, or a continuous process (``gradual``, ``trend``,
+    ``population``, ``periodic``, ``quality_drift``, ``consumption``) whose ``width`` is its
+    timescale. ``magnitude`` is in the units of the mechanism (logit or taste std), ``share``
+    the fraction of users or items hit, ``mechanism`` what a model would have to relearn.
+    """
 
     tick: int
     kind: str
+    width: float = 0.0
+    magnitude: float = 0.0
+    share: float = 1.0
+    mechanism: str = ""
 
     def as_dict(self) -> dict:
-        return {"tick": self.tick, "kind": self.kind}
+        return {"tick": self.tick, "kind": self.kind, "width": self.width,
+                "magnitude": self.magnitude, "share": self.share, "mechanism": self.mechanism}
+
+    def as_row(self) -> dict:
+        return {"kind": self.kind, "onset": self.tick, "width": self.width,
+                "magnitude": self.magnitude, "share": self.share, "mechanism": self.mechanism}
+
+
+def discrete_events(c: WorldConfig) -> list[DriftEvent]:
+    """The scheduled (non-periodic) events of a config, in tick order."""
+    abrupt_mech = " + ".join(
+        m for m, on in (("user taste", c.abrupt_user_share > 0),
+                        ("topic popularity", c.abrupt_topic_reshuffle)) if on) or "none"
+    events = [DriftEvent(int(t), "abrupt", 0.0, 1.0 if c.abrupt_user_share > 0 else
+                         c.topic_pop_scale, c.abrupt_user_share if c.abrupt_user_share > 0
+                         else 1.0, abrupt_mech) for t in c.abrupt_times]
+    events += [DriftEvent(int(t), "quality_shock", 0.0, c.quality_shock_scale,
+                          c.quality_shock_share, "item quality (hidden)")
+               for t in c.quality_shock_times]
+    events += [DriftEvent(int(t), "recall_shift", 0.0, c.recall_shift_topic_bias, 1.0,
+                          "candidate mix (recall)") for t in c.recall_shift_times]
+    return sorted(events, key=lambda e: e.tick)
+
+
+def churn_event(c: WorldConfig, tick: int) -> DriftEvent:
+    return DriftEvent(int(tick), "churn", 0.0, 1.0, c.churn_fraction,
+                      "catalog (cold items, unseen ids)")
+
+
+def continuous_processes(c: WorldConfig) -> list[DriftEvent]:
+    """Rows for the processes that move all the time (onset 0, width = timescale)."""
+    rows = []
+    if math.isfinite(c.user_drift_timescale):
+        rows.append(DriftEvent(0, "gradual", c.user_drift_timescale, 1.0, 1.0, "user taste"))
+    if c.trend_scale > 0:
+        rows.append(DriftEvent(0, "trend", c.trend_timescale, c.trend_scale, 1.0,
+                               "topic popularity"))
+    if c.population_drift_scale > 0:
+        rows.append(DriftEvent(0, "population", c.population_drift_timescale,
+                               c.population_drift_scale, 1.0, "user taste (shared offset)"))
+    if c.periodic_amplitude > 0:
+        rows.append(DriftEvent(0, "periodic", float(c.period), c.periodic_amplitude, 1.0,
+                               "topic popularity (daily cycle)"))
+    if c.quality_drift_scale > 0:
+        rows.append(DriftEvent(0, "quality_drift", c.quality_drift_timescale,
+                               c.quality_drift_scale, 1.0, "item quality (hidden)"))
+    if c.consumption_rate > 0 or c.boredom_gain > 0:
+        rows.append(DriftEvent(0, "consumption", c.boredom_half_life,
+                               max(c.consumption_rate, c.boredom_gain), 1.0,
+                               "user taste and boredom (action-dependent)"))
+    return rows
+
+
+def schedule_rows(c: WorldConfig, horizon: int) -> list[DriftEvent]:
+    """Every labelled drift row of ``c`` up to tick ``horizon`` (exclusive)."""
+    rows = continuous_processes(c) + [e for e in discrete_events(c) if e.tick < horizon]
+    if c.churn_interval > 0:
+        n = min((horizon - 1) // c.churn_interval, MAX_SCHEDULE_ROWS) if horizon > 0 else 0
+        rows += [churn_event(c, c.churn_interval * (i + 1)) for i in range(max(n, 0))]
+    return sorted(rows, key=lambda e: (e.tick, e.kind))
+
+
+def schedule_frame(c: WorldConfig, horizon: int):
+    """The drift schedule as a pandas DataFrame (columns :data:`SCHEDULE_COLUMNS`)."""
+    import pandas as pd  # only when a table is asked for: the world itself needs numpy only
+
+    return pd.DataFrame([e.as_row() for e in schedule_rows(c, horizon)],
+                        columns=list(SCHEDULE_COLUMNS))
 
 
 def _ou_step(x: np.ndarray, dt: float, timescale: float, scale: float, z: np.ndarray) -> None:
@@ -57,13 +144,10 @@ class GlobalDrift:
                 c.latent_dim)
         ).astype(np.float32)
         self.phase = world_rng.uniform(0, 2 * math.pi, t).astype(np.float32)
+        self.quality_factors = world_rng.standard_normal(QUALITY_FACTORS).astype(np.float32)
         self.recall_topic_bias = np.zeros(t, np.float32)
         self.n_relevance = c.n_relevance
-        self._events = sorted(
-            [DriftEvent(int(x), "abrupt") for x in c.abrupt_times]
-            + [DriftEvent(int(x), "recall_shift") for x in c.recall_shift_times],
-            key=lambda e: e.tick,
-        )
+        self._events = discrete_events(c)
         self._next = 0
         self._next_churn = c.churn_interval if c.churn_interval > 0 else None
         self.topic_term = self._topic_term(0)
@@ -85,7 +169,7 @@ class GlobalDrift:
             self._next += 1
         while self._next_churn is not None and self._next_churn < stop:
             if self._next_churn >= start:
-                fired.append(DriftEvent(self._next_churn, "churn"))
+                fired.append(churn_event(self.config, self._next_churn))
             self._next_churn += self.config.churn_interval
         fired.sort(key=lambda e: e.tick)
         return fired
@@ -93,13 +177,16 @@ class GlobalDrift:
     def advance(self, tick: int, dt: int, rng: np.random.Generator) -> None:
         """Move the continuous processes forward ``dt`` ticks, to ``tick``."""
         c = self.config
-        z_trend = rng.standard_normal(c.n_topics).astype(np.float32)
-        z_offset = rng.standard_normal(c.latent_dim).astype(np.float32)
+        z = rng.standard_normal(c.n_topics + c.latent_dim + QUALITY_FACTORS).astype(np.float32)
         if c.trend_scale > 0:
-            _ou_step(self.trend, dt, c.trend_timescale, c.trend_scale, z_trend)
+            _ou_step(self.trend, dt, c.trend_timescale, c.trend_scale, z[:c.n_topics])
         if c.population_drift_scale > 0:
             scale = c.population_drift_scale / math.sqrt(c.latent_dim)
-            _ou_step(self.offset, dt, c.population_drift_timescale, scale, z_offset)
+            _ou_step(self.offset, dt, c.population_drift_timescale, scale,
+                     z[c.n_topics:c.n_topics + c.latent_dim])
+        if c.quality_drift_scale > 0:
+            _ou_step(self.quality_factors, dt, c.quality_drift_timescale, 1.0,
+                     z[c.n_topics + c.latent_dim:])
         self.topic_term = self._topic_term(tick)
 
     def reshuffle_topics(self, rng: np.random.Generator) -> None:
@@ -120,6 +207,7 @@ class GlobalDrift:
             "topic_pop": self.topic_pop.copy(),
             "trend": self.trend.copy(),
             "offset": self.offset.copy(),
+            "quality_factors": self.quality_factors.copy(),
             "recall_topic_bias": self.recall_topic_bias.copy(),
             "n_relevance": self.n_relevance,
         }

@@ -34,9 +34,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .behaviour import behaviour_slates
 from .config import WorldConfig
 from .scenarios import make_config
 from .world import World
+
+__all__ = ["LOG_STREAM_SALT", "LoggedData", "behaviour_slates", "generate_logs"]
 
 LOG_STREAM_SALT = 7919
 
@@ -84,34 +87,6 @@ class LoggedData:
 
 def _config_from_json(d: dict) -> dict:
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
-
-
-def behaviour_slates(
-    logits: np.ndarray, k: int, noise: float, epsilon: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Noisy relevance ranking with per-slot epsilon exploration, (B, K) distinct indices."""
-    b, n = logits.shape
-    scores = logits + noise * rng.standard_normal((b, n))
-    order = np.argsort(-scores, axis=1)
-    explore = rng.random((b, k)) < epsilon
-    slates = np.where(explore, rng.integers(n, size=(b, k)), order[:, :k])
-    return _repair_duplicates(slates, order)
-
-
-def _repair_duplicates(slates: np.ndarray, fallback_order: np.ndarray) -> np.ndarray:
-    """Replace repeated indices by the best-ranked unused candidates."""
-    b, k = slates.shape
-    for row in np.flatnonzero([len(set(s)) < k for s in slates.tolist()]):
-        seen: set[int] = set()
-        fixed = []
-        fallback = iter(int(c) for c in fallback_order[row])
-        for c in slates[row].tolist():
-            while c in seen:
-                c = next(fallback)
-            seen.add(c)
-            fixed.append(c)
-        slates[row] = fixed
-    return slates
 
 
 def generate_logs(

@@ -9,9 +9,10 @@ import numpy as np
 
 from .actions import validate_slates
 from .config import WorldConfig
+from .drift import schedule_frame
 from .scenarios import make_config
 from .spaces import action_space, observation_space
-from .world import World
+from .world import LazyDict, Truth, World
 
 
 class RerankEnv(gym.Env):
@@ -40,19 +41,28 @@ class RerankEnv(gym.Env):
 
     | key             | space                    | content                                     |
     |-----------------|--------------------------|---------------------------------------------|
-    | `user`          | `Box(-10, 10, (Fu,))`    | noisy projection of the user's taste, topic |
-    |                 |                          | histogram of recent clicks, activity        |
+    | `user`          | `Box(-10, 10, (Fu,))`    | behaviour profile: per half-life, the       |
+    |                 |                          | decayed mean of the observed vectors of the |
+    |                 |                          | items the user clicked; topic histogram of  |
+    |                 |                          | recent clicks; log visits, log clicks,      |
+    |                 |                          | satisfaction (clicks per visit, decayed)    |
     | `candidates`    | `Box(-10, 10, (N, Fi))`  | topic one-hot, noisy item latent, log       |
-    |                 |                          | impressions, smoothed CTR, freshness        |
-    | `candidate_ids` | `Box(0, 2**62, (N,))`    | catalog ids (new ids appear with churn)     |
+    |                 |                          | impressions and smoothed CTR (published by  |
+    |                 |                          | a batch job every `stats_refresh` ticks),   |
+    |                 |                          | freshness                                   |
+    | `candidate_ids` | `Box(0, max id, (N,))`   | catalog ids (new ids appear with churn)     |
     | `context`       | `Box(-10, 10, (4,))`     | time of day (sin, cos), activity, log gap   |
     |                 |                          | since the user's previous visit             |
-    | `user_id`       | `Box(0, U - 1, ())`      | the requesting user                         |
+    | `user_id`       | `Box(0, max id, ())`     | the requesting user (joiners get new ids)   |
 
-    Features are float32, ids int64.
+    Features are float32, ids int64. Id bounds are what the episode can create: U - 1 and
+    M - 1 without joining and churn, more with them.
 
-    With defaults Fu = obs_dim + T + 1 = 29 and Fi = T + obs_dim + 3 = 31. Agents see only noisy
-    partial features: the true latent vectors never leave the world.
+    With defaults Fu = obs_dim x len(profile_half_lives) + T + 3 = <FU> and
+    Fi = T + obs_dim + 3 = <FI>. Agents see only behaviour and fixed noisy item features: the
+    true latent vectors, qualities and tastes never leave the world. With
+    `user_features="taste"` the first profile block is a noisy projection of the current taste
+    instead (the v1 control world, in which features reveal drift at once).
 
     ## Rewards
 
@@ -65,8 +75,11 @@ class RerankEnv(gym.Env):
     logistic function of the true affinity, item quality, topic popularity and trend, minus
     boredom, and context penalises repeating a topic shown higher up and rewards contrast with
     neighbours. With `cascade_stop > 0` a click ends browsing with that probability. A click
-    converts into a purchase with its own probability, reported only after a random
-    (exponential) delay: it lands in `info["conversions"]` of a later step, exactly once.
+    converts into a purchase with its own probability, reported only after a random delay
+    (realistic by default: about 35% within an hour, 50% within a day, at `ticks_per_hour`):
+    it lands in `info["conversions"]` of a later step, exactly once. With `click_delay > 0`
+    clicks are reported late too (`info["click_reports"]`), and the reward of a step counts
+    the labels reported in it.
 
     ## Starting State
 
@@ -82,12 +95,17 @@ class RerankEnv(gym.Env):
 
     ## Information
 
-    `info` holds `request_id`, `clicks` (K,), `empty_slots`, `served_item_ids` (K,),
-    `conversions` (the delayed purchases landing now), `drift_events` (events that fired before
-    the returned observation, e.g. `{"tick": 20000, "kind": "abrupt"}`) and `truth`:
-    `click_probs` (K,), `conversion_probs` (K,), `expected_reward`, `reference_slate` (greedy on
-    true probabilities) and `reference_reward`, so runs can report regret. Truth is for the
-    runner and the oracle only: agents must not read it.
+    `info` holds `request_id`, `clicks` (K,) reported now on this slate (zeros when
+    `click_delay > 0`), `click_reports` (clicks reported now, delayed ones included),
+    `empty_slots`, `served_item_ids` (K,), `conversions` (the delayed purchases landing now),
+    `return_gap` (ticks since the user's previous visit, -1 on a first visit), `active_users`,
+    `joined`, `drift_events` (labelled events that fired before the returned observation,
+    e.g. `{"tick": 20000, "kind": "abrupt", "width": 0.0, "magnitude": 1.0, "share": 0.8,
+    "mechanism": "user taste + topic popularity"}`) and `truth`: `click_probs` (K,),
+    `conversion_probs` (K,), `expected_reward`, realised `clicks`, `reference_slate` (greedy
+    on true probabilities) and `reference_reward`, computed only when read. Truth is for the
+    runner and the oracles only: agents must not read it. `env.unwrapped.drift_schedule` is
+    the whole labelled schedule as a DataFrame.
 
     ## Drift
 
@@ -96,8 +114,9 @@ class RerankEnv(gym.Env):
     topic popularity is reshuffled and a share of users switch taste), periodic (daily cycle of
     topic trends), catalog churn (cold items replace the oldest), consumption feedback (a click
     pulls the user toward the item and builds boredom with its topic) and recall shift (the
-    candidate mix changes). Named bundles: `stationary`, `gradual`, `abrupt-shift`,
-    `periodic`, `churn`, `mixed`.
+    candidate mix changes), hidden item-quality drift (random walk and shocks), and returns
+    that depend on satisfaction (users leave after bad runs, new users join). Named bundles:
+    <SCENARIOS>.
 
     ## Arguments
 
@@ -115,7 +134,8 @@ class RerankEnv(gym.Env):
 
     ## Version History
 
-    - v0: initial version.
+    - v0: initial version; world v2 (behaviour features, lagged statistics, delayed labels,
+      satisfaction-driven returns, labelled drift) keeps the id and the keys of v1.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -135,7 +155,7 @@ class RerankEnv(gym.Env):
         self.strict = bool(strict)
         self.with_truth = bool(with_truth)
         self.render_mode = render_mode
-        self.observation_space = observation_space(self.config)
+        self.observation_space = observation_space(self.config, self.config.max_steps + 1)
         self.action_space = action_space(self.config)
         self.world: World | None = None
         self._steps = 0
@@ -150,6 +170,12 @@ class RerankEnv(gym.Env):
         info = {"drift_events": [e.as_dict() for e in self.world.events]}
         return _single(self.world.observation()), info
 
+    @property
+    def drift_schedule(self):
+        """Every labelled drift row of this episode (DataFrame: kind, onset, width, magnitude,
+        share, mechanism)."""
+        return schedule_frame(self.config, self.config.max_steps)
+
     def step(self, action):
         if self.world is None:
             raise RuntimeError("call reset() before step()")
@@ -162,17 +188,17 @@ class RerankEnv(gym.Env):
         info = {
             "request_id": int(out["request_id"][0]),
             "clicks": out["clicks"][0],
+            "click_reports": out["click_reports"],
             "empty_slots": int(out["empty_slots"][0]),
             "served_item_ids": out["served_item_ids"][0],
             "conversions": out["conversions"],
+            "return_gap": int(out["return_gap"][0]),
+            "active_users": out["active_users"],
+            "joined": out["joined"],
             "drift_events": out["drift_events"],
         }
         if "truth" in out:
-            info["truth"] = {
-                key: (value[0] if key != "expected_reward" and key != "reference_reward"
-                      else float(value[0]))
-                for key, value in out["truth"].items()
-            }
+            info["truth"] = _RowTruth(out["truth"])
         self._last = (slate[0], shown_topics, info)
         truncated = self._steps >= c.max_steps
         return _single(self.world.observation()), reward, False, truncated, info
@@ -197,3 +223,34 @@ class RerankEnv(gym.Env):
 
 def _single(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {key: value[0, ...] for key, value in obs.items()}
+
+
+class _RowTruth(LazyDict):
+    """Row 0 of a batch :class:`~driftrank.envs.world.Truth`, still computed only when read."""
+
+    LAZY = Truth.LAZY
+
+    def __init__(self, truth: Truth):
+        super().__init__({k: _row(k, v) for k, v in dict.items(truth)})
+        self._truth = truth
+
+    def _lazy(self) -> None:
+        for key in self.LAZY:
+            dict.__setitem__(self, key, _row(key, self._truth[key]))
+
+
+def _row(key: str, value):
+    return float(value[0]) if key in ("expected_reward", "reference_reward") else value[0]
+
+
+def _document_sizes() -> None:
+    """Fill the docstring's feature sizes and scenario list from the code, never by hand."""
+    from .scenarios import scenario_names
+
+    c = WorldConfig()
+    RerankEnv.__doc__ = (RerankEnv.__doc__.replace("<FU>", str(c.user_feature_dim))
+                         .replace("<FI>", str(c.item_feature_dim))
+                         .replace("<SCENARIOS>", ", ".join(f"`{n}`" for n in scenario_names())))
+
+
+_document_sizes()

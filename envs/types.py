@@ -9,7 +9,8 @@ Observation batch (``VectorRerankEnv.step``/``reset``), leading dimension B = re
 =================  ==================  =====================================================
 key                shape, dtype        meaning
 =================  ==================  =====================================================
-``user``           (B, Fu) float32     noisy projection of the user's taste + recent history
+``user``           (B, Fu) float32     behaviour profile (decayed means of clicked items' observed
+                                       vectors per half-life), topic histogram, counters
 ``candidates``     (B, N, Fi) float32  per-candidate features (topic one-hot, noisy latent,
                                        popularity statistics, freshness)
 ``candidate_ids``  (B, N) int64        catalog ids of the candidates (new ids appear on churn)
@@ -59,6 +60,14 @@ class Conversions:
 FIELDS = ("request_id", "row", "user_id", "item_id", "position", "served_step", "delay")
 
 
+class ClickReports(Conversions):
+    """Clicks *reported* at this step (same fields as :class:`Conversions`).
+
+    With ``click_delay = 0`` they are exactly the clicks on this step's slates; with a delay
+    they belong to requests served earlier and arrive once, ``delay`` ticks after the click.
+    """
+
+
 @dataclass
 class Feedback:
     """What an agent is told after serving a batch: labels only, never the world's truth.
@@ -75,3 +84,15 @@ class Feedback:
     conversions: Conversions
     reward: np.ndarray
     obs: dict | None = None  # the observation batch these slates were served for
+    click_reports: ClickReports | None = None  # clicks reported now (delayed clicks included)
+
+    @classmethod
+    def from_step(cls, info: dict, slates, reward, obs: dict | None = None) -> Feedback:
+        """The feedback of one env step, labels only (``info["truth"]`` is never copied).
+
+        With ``click_delay > 0`` ``clicks`` is all zeros (nothing on these slates is reported
+        yet) and the clicks that land now, on earlier slates, are in ``click_reports``.
+        """
+        return cls(request_id=info["request_id"], slates=np.asarray(slates),
+                   clicks=info["clicks"], conversions=info["conversions"], reward=reward,
+                   obs=obs, click_reports=info.get("click_reports"))

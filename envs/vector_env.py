@@ -14,12 +14,16 @@ that row). All rows truncate together after ``max_steps`` steps; the following `
 the world (Gymnasium's next-step autoreset) and returns the first observation of the new episode
 with zero reward.
 
-``info`` (one dict for the batch): ``request_id`` (B,), ``clicks`` (B, K), ``empty_slots`` (B,),
-``served_item_ids`` (B, K), ``conversions`` (a :class:`~driftrank.envs.types.Conversions` of the
-conversions landing now), ``drift_events`` (list of ``{"tick", "kind"}`` that fired before the
-returned observation), and ``truth`` (``click_probs``, ``conversion_probs``,
-``expected_reward``, ``reference_slate``, ``reference_reward``) — truth is for the runner's
-metrics and the oracle; agents must not read it.
+``info`` (one dict for the batch): ``request_id`` (B,), ``clicks`` (B, K) reported now on these
+slates (zeros when ``click_delay > 0``), ``click_reports`` (a
+:class:`~driftrank.envs.types.ClickReports` of the clicks reported now, delayed ones included),
+``empty_slots`` (B,), ``served_item_ids`` (B, K), ``conversions`` (a
+:class:`~driftrank.envs.types.Conversions` of the conversions landing now), ``return_gap`` (B,)
+(-1 on a first visit), ``active_users``, ``joined``, ``drift_events`` (labelled dicts: tick,
+kind, width, magnitude, share, mechanism) and ``truth`` (``click_probs``, ``conversion_probs``,
+``expected_reward``, realised ``clicks``, ``reference_slate``, ``reference_reward``; computed
+when read) — truth is for the runner's metrics and the oracles; agents must not read it.
+``env.drift_schedule`` is the labelled schedule of the episode as a DataFrame.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from gymnasium.vector.utils import batch_space
 
 from .actions import validate_slates
 from .config import WorldConfig
+from .drift import schedule_frame
 from .scenarios import make_config
 from .spaces import action_space, observation_space
 from .world import World
@@ -54,7 +59,8 @@ class VectorRerankEnv(VectorEnv):
         self.num_envs = int(num_envs)
         self.strict = bool(strict)
         self.with_truth = bool(with_truth)
-        self.single_observation_space = observation_space(self.config)
+        self.single_observation_space = observation_space(
+            self.config, (self.config.max_steps + 1) * self.num_envs)
         self.single_action_space = action_space(self.config)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -70,6 +76,12 @@ class VectorRerankEnv(VectorEnv):
         self._steps = 0
         info = {"drift_events": [e.as_dict() for e in self.world.events]}
         return self.world.observation(), info
+
+    @property
+    def drift_schedule(self):
+        """Every labelled drift row of this episode (DataFrame: kind, onset, width, magnitude,
+        share, mechanism)."""
+        return schedule_frame(self.config, self.config.max_steps * self.num_envs)
 
     def step(self, actions):
         if self.world is None:

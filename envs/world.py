@@ -1,30 +1,32 @@
-"""The simulated world: users, items, recall, clicks, conversions and drift, in batch form.
+"""The simulated world: users, items, recall, clicks, delayed labels and drift, in batch form.
 
 One :class:`World` serves B requests per step (B = ``batch_size``), entirely in numpy. The
 Gymnasium envs are thin views of it: ``VectorRerankEnv`` exposes the batch, ``RerankEnv`` is
-B = 1.
-
-Entities
-    Items (M): true latent v_j (near its topic's centre), topic t_j, quality b_j, a fixed noisy
-    projection that agents see, and running impression / click counts. Users (U): true taste
-    u_i(t), position-bias sensitivity, activity weight (how often they arrive), boredom per
-    topic and a decaying histogram of the topics they clicked.
+B = 1. Users live in :mod:`~driftrank.envs.population`, items in
+:mod:`~driftrank.envs.catalog`, shared drift in :mod:`~driftrank.envs.drift`.
 
 A step
     1. ``serve(slates)``: click probabilities of the served slates (see ``click_model``), clicks
-       and conversions drawn from the click stream, conversions queued with their delay, the
-       reference slate and its expected reward computed from truth, consumption feedback and
-       item statistics updated.
-    2. time advances B ticks; due drift events fire; continuous drift moves.
-    3. B new requests: users arrive (activity-weighted), their taste drifts lazily for the time
-       since their last visit, recall picks N candidates (relevance-sampled + random).
+       and conversions drawn from the click stream, delayed labels queued, behaviour recorded
+       (profiles, satisfaction, leaving, item counters, consumption feedback). Truth (the
+       reference slate and its reward) is computed only if someone reads it.
+    2. time advances B ticks; the item-statistics batch job publishes when due; new users join;
+       due drift events fire; continuous drift moves.
+    3. B new requests: users arrive (rate moved by satisfaction), their taste drifts lazily for
+       the time since their last visit, recall picks N candidates (relevance-sampled + random).
+
+Cost per step does not grow with the catalog or the user base: recall reads an arithmetic
+progression of a fixed random relabelling of the catalog (distinct items, no per-step
+permutation), affinities are computed only for the recall window (never B x M), and item
+statistics are published by the batch job, not rebuilt per step.
 
 Random streams
-    Five independent generators: world (entities, from ``config.world_seed``), and arrivals,
-    recall, clicks and drift (from the episode seed). Each step draws the same *amounts* from
-    each stream whatever the agent does, so two agents on the same seed meet identical users,
-    candidates, drift and dice (common random numbers); only consumption feedback, which
-    depends on what was clicked, lets their worlds differ.
+    Six independent generators: world (entities, from ``config.world_seed``), and arrivals,
+    recall, clicks, drift and population (joiners) from the episode seed. Each step draws the
+    same *amounts* from each of the first five whatever the agent does, so two agents on the
+    same seed meet identical candidates, drift and dice (common random numbers) as long as the
+    world does not react to them; consumption feedback and satisfaction-driven returns are the
+    parts that do.
 """
 
 from __future__ import annotations
@@ -34,19 +36,24 @@ import math
 import numpy as np
 
 from . import click_model as cm
+from .behaviour import BEHAVIOUR_EPSILON, BEHAVIOUR_NOISE, behaviour_slates
+from .catalog import FEATURE_BOUND, Catalog
 from .config import WorldConfig
-from .conversions import ConversionQueue
-from .drift import DriftEvent, GlobalDrift
-from .types import Conversions
+from .conversions import ConversionQueue, conversion_delays
+from .drift import DriftEvent, GlobalDrift, schedule_frame
+from .population import NEVER, Population
+from .types import ClickReports, Conversions
 
-FEATURE_BOUND = 10.0
-STREAMS = ("world", "arrivals", "recall", "clicks", "drift")
+STREAMS = ("world", "arrivals", "recall", "clicks", "drift", "population")
+WARMUP_SALT = 0x5EED  # streams of the warm-up, distinct from every episode's
+WARMUP_BATCH = 1000
+__all__ = ["FEATURE_BOUND", "World", "repeated_mask", "spawn_streams"]
 
 
 def spawn_streams(world_seed: int, seed: int, salt: int = 0) -> dict[str, np.random.Generator]:
-    """Five independent generators: the world stream from ``world_seed`` (same users and items
-    for every episode seed), arrivals, recall, clicks and drift from ``seed``. ``salt`` != 0
-    gives other streams for the same seed (offline logs, held-out evaluation)."""
+    """Independent generators: the world stream from ``world_seed`` (same users and items for
+    every episode seed), the others from ``seed``. ``salt`` != 0 gives other streams for the
+    same seed (offline logs, held-out evaluation)."""
     world = np.random.SeedSequence([world_seed, 0x3D])
     rest = np.random.SeedSequence([seed, salt] if salt else seed).spawn(len(STREAMS) - 1)
     return {name: np.random.default_rng(s)
@@ -55,6 +62,135 @@ def spawn_streams(world_seed: int, seed: int, salt: int = 0) -> dict[str, np.ran
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def _coprimes(m: int) -> np.ndarray:
+    """Strides s in [1, m) with gcd(s, m) = 1: s * j mod m visits distinct slots for j < m."""
+    if m == 1:
+        return np.ones(1, np.int64)
+    s = np.arange(1, m, dtype=np.int64)
+    return s[np.gcd(s, m) == 1]
+
+
+class RequestTruth:
+    """The true click model of one batch of requests (immutable once drawn)."""
+
+    __slots__ = ("topics", "attraction", "pconv", "sensitivity", "config", "logit")
+
+    def __init__(self, config, topics, attraction, pconv, sensitivity, logit):
+        self.config, self.topics, self.attraction = config, topics, attraction
+        self.pconv, self.sensitivity, self.logit = pconv, sensitivity, logit
+
+    def slate_truth(self, slates: np.ndarray, shown: np.ndarray):
+        c = self.config
+        topics = np.where(shown, cm.gather_rows(self.topics, slates), cm.EMPTY)
+        attraction = cm.gather_rows(self.attraction, slates)
+        exam = cm.examination(self.sensitivity, c.slate_size, c.position_bias)
+        p_cond = cm.slate_click_probs(exam, attraction, topics, c.repeat_penalty, c.contrast)
+        p_marg = cm.marginal_click_probs(p_cond, c.cascade_stop)
+        return p_cond, p_marg, cm.gather_rows(self.pconv, slates)
+
+    def expected(self, slates: np.ndarray, shown: np.ndarray) -> np.ndarray:
+        _, p_marg, pconv = self.slate_truth(slates, shown)
+        return (p_marg * (1.0 + self.config.conversion_weight * pconv)).sum(axis=1)
+
+    def reference(self) -> np.ndarray:
+        c = self.config
+        value = self.attraction * (1.0 + c.conversion_weight * self.pconv)
+        return cm.greedy_reference(value, self.topics, c.slate_size, c.repeat_penalty,
+                                   c.contrast)
+
+
+class LazyDict(dict):
+    """A dict whose costly entries are computed on first read (``_lazy`` fills them).
+
+    Any read of the whole mapping (keys, items, iteration, comparison) fills it first, so it
+    behaves as a plain dict to everyone; only code that reads the cheap keys alone skips the
+    work.
+    """
+
+    LAZY: tuple[str, ...] = ()
+
+    def _fill(self) -> None:
+        if self.LAZY and self.LAZY[0] not in self.keys_now():
+            self._lazy()
+
+    def _lazy(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def keys_now(self):
+        return dict.keys(self)
+
+    def __missing__(self, key):
+        if key in self.LAZY:
+            self._lazy()
+            return dict.__getitem__(self, key)
+        raise KeyError(key)
+
+    def __contains__(self, key):
+        return key in self.LAZY or dict.__contains__(self, key)
+
+    def __iter__(self):
+        self._fill()
+        return dict.__iter__(self)
+
+    def __len__(self):
+        self._fill()
+        return dict.__len__(self)
+
+    def __eq__(self, other):
+        self._fill()
+        if isinstance(other, LazyDict):
+            other._fill()
+        return dict.__eq__(self, other)
+
+    __hash__ = None
+
+    def keys(self):
+        self._fill()
+        return dict.keys(self)
+
+    def items(self):
+        self._fill()
+        return dict.items(self)
+
+    def values(self):
+        self._fill()
+        return dict.values(self)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def __reduce__(self):
+        self._fill()
+        return (dict, (dict(dict.items(self)),))
+
+
+class Truth(LazyDict):
+    """``info["truth"]``: computed when read, so steps whose truth nobody reads skip it.
+
+    Keys: ``click_probs`` and ``conversion_probs`` (B, K) of the served slates,
+    ``expected_reward`` (B,), ``clicks`` (B, K) realised clicks (reported or not),
+    ``reference_slate`` (B, K) greedy on truth and ``reference_reward`` (B,).
+    """
+
+    LAZY = ("reference_slate", "reference_reward")
+
+    def __init__(self, request: RequestTruth, p_marg, pconv, clicks):
+        super().__init__(
+            click_probs=p_marg.astype(np.float32),
+            conversion_probs=pconv.astype(np.float32),
+            expected_reward=(p_marg * (1.0 + request.config.conversion_weight * pconv)
+                             ).sum(axis=1),
+            clicks=clicks,
+        )
+        self._request = request
+
+    def _lazy(self) -> None:
+        reference = self._request.reference()
+        dict.__setitem__(self, "reference_slate", reference)
+        dict.__setitem__(self, "reference_reward", self._request.expected(
+            reference, np.ones(reference.shape, bool)))
 
 
 class World:
@@ -69,62 +205,93 @@ class World:
         self.batch_size = int(batch_size)
         self.rng = spawn_streams(c.world_seed, int(seed), stream_salt)
         g = self.rng["world"]
-        m, u, d, t = c.n_items, c.n_users, c.latent_dim, c.n_topics
+        d, t = c.latent_dim, c.n_topics
         self._k_aff = np.float32(c.affinity_scale * math.sqrt(d))
 
         # projection agents see through; entries ~N(0,1) so features have unit scale
         self.projection = g.standard_normal((c.obs_dim, d)).astype(np.float32)
         self.topic_centres = (g.standard_normal((t, d)) / math.sqrt(d)).astype(np.float32)
-
-        # items
-        self.item_topic = np.empty(m, np.int64)
-        self.item_v = np.empty((m, d), np.float32)
-        self.item_quality = np.empty(m, np.float32)
-        self.item_noise = np.empty((m, c.obs_dim), np.float32)
-        self.item_static = np.zeros((m, t + c.obs_dim), np.float32)
-        self.item_id = np.arange(m, dtype=np.int64)
-        self.item_born = np.zeros(m, np.int64)
-        self.item_impressions = np.zeros(m, np.float64)
-        self.item_clicks = np.zeros(m, np.float64)
-        self._make_items(np.arange(m), g)
-        self.next_item_id = m
-
-        # users
-        self.user_u = (g.standard_normal((u, d)) / math.sqrt(d)).astype(np.float32)
-        self.user_noise = (g.standard_normal((u, c.obs_dim)) * c.feature_noise).astype(np.float32)
-        self.user_sensitivity = g.uniform(0.5, 1.5, u).astype(np.float32)
-        activity = g.lognormal(0.0, 1.0, u)
-        self.user_activity_feature = np.clip(np.log(activity), -3, 3).astype(np.float32) / 3
-        self._arrival_cdf = np.cumsum(activity / activity.sum())
-        self._arrival_cdf[-1] = 1.0
-        self.user_last_seen = np.full(u, -1, np.int64)
-        self.user_boredom = np.zeros((u, t), np.float32)
-        self.user_history = np.zeros((u, t), np.float32)
-
+        self.items = Catalog(c, g, self.projection, self.topic_centres)
+        self.users = Population(c, g)
         self.drift = GlobalDrift(c, g)
+        self._strides = _coprimes(c.n_items)
+        fits = c.n_items * (c.n_candidates * c.recall_pool_factor + 1) < 2**31
+        self._index_dtype = np.int32 if fits else np.int64
+        self._recall_order = g.permutation(c.n_items).astype(self._index_dtype)
+
         self.conversions = ConversionQueue()
+        self.click_queue = ConversionQueue(ClickReports)
         self.step_index = 0
         self.tick = 0
+        if c.warmup_ticks > 0:
+            self._warm_up(int(seed), stream_salt)
+
+        # the truth frozen at the episode start (what the stale oracle ranks by)
+        self.users.taste0[:] = self.users.taste
+        self.items.frozen_quality(self.drift.quality_factors)
+        self._offset0 = self.drift.offset.copy()
+        self._topic_term0 = self.drift.topic_term.copy()
         self.events: list[DriftEvent] = self._fire_events(0)
         self._draw_requests()
 
-    # ------------------------------------------------------------------ entities
-    def _make_items(self, slots: np.ndarray, g: np.random.Generator) -> None:
-        """(Re)create the items in ``slots``; draws a fixed amount from ``g``."""
+    def _warm_up(self, seed: int, stream_salt: int) -> None:
+        """Serve ``warmup_ticks`` requests with the behaviour policy before the episode.
+
+        An episode starts in a world that has been running: users have histories, items have
+        statistics, the batch job has published. The warm-up runs on its own streams (the
+        episode's streams are untouched), fires no scheduled events and records nothing; then
+        the clock is moved so that the episode starts at tick 0 with the past at negative ticks.
+        """
         c = self.config
-        n, d = slots.size, c.latent_dim
-        topic = g.integers(c.n_topics, size=n)
-        v = 0.8 * self.topic_centres[topic] + 0.6 * g.standard_normal((n, d)) / math.sqrt(d)
-        self.item_topic[slots] = topic
-        self.item_v[slots] = v
-        self.item_quality[slots] = g.standard_normal(n) * c.quality_std
-        self.item_noise[slots] = g.standard_normal((n, c.obs_dim)) * c.feature_noise
-        static = np.zeros((n, c.n_topics + c.obs_dim), np.float32)
-        static[np.arange(n), topic] = 1.0
-        static[:, c.n_topics:] = np.clip(
-            v.astype(np.float32) @ self.projection.T + self.item_noise[slots],
-            -FEATURE_BOUND, FEATURE_BOUND)
-        self.item_static[slots] = static
+        episode_rng, episode_b = self.rng, self.batch_size
+        self.rng = spawn_streams(c.world_seed, seed, WARMUP_SALT + stream_salt)
+        policy = np.random.default_rng([seed, WARMUP_SALT, stream_salt])
+        self.batch_size = b = min(WARMUP_BATCH, c.warmup_ticks)
+        k = c.slate_size
+        for _ in range(c.warmup_ticks // b):
+            self._draw_requests()
+            slates = behaviour_slates(self._req.logit, k, BEHAVIOUR_NOISE, BEHAVIOUR_EPSILON,
+                                      policy)
+            shown = np.ones(slates.shape, bool)
+            p_cond = self._req.slate_truth(slates, shown)[0]
+            dice = self.rng["clicks"].random((2, b, k), dtype=np.float32)
+            clicks = cm.sample_clicks(p_cond, c.cascade_stop, dice[0], dice[1])
+            self._apply_feedback(self._req_users, cm.gather_rows(self._req_cands, slates),
+                                 shown, clicks)
+            self.tick += b
+            self.drift.advance(self.tick, b, self.rng["drift"])
+        past = self.tick
+        seen = self.users.last_seen != NEVER
+        self.users.last_seen[seen] -= past
+        self.users.profile_tick -= past
+        self.items.born -= past
+        self.items.publish()
+        self.tick = 0
+        self.drift.topic_term = self.drift._topic_term(0)
+        self.rng, self.batch_size = episode_rng, episode_b
+
+    # ------------------------------------------------------------------ v1 names
+    @property
+    def item_id(self) -> np.ndarray:
+        return self.items.ids
+
+    @property
+    def item_impressions(self) -> np.ndarray:
+        return self.items.impressions
+
+    @property
+    def user_u(self) -> np.ndarray:
+        return self.users.taste
+
+    @property
+    def user_last_seen(self) -> np.ndarray:
+        return self.users.last_seen
+
+    def drift_schedule(self, horizon: int | None = None):
+        """Every labelled drift row up to ``horizon`` ticks (default ``max_steps`` steps)."""
+        if horizon is None:
+            horizon = self.config.max_steps * self.batch_size
+        return schedule_frame(self.config, horizon)
 
     # ------------------------------------------------------------------ drift events
     def _fire_events(self, start: int) -> list[DriftEvent]:
@@ -137,120 +304,103 @@ class World:
                 switch = g.random(c.n_users) < c.abrupt_user_share
                 fresh = (g.standard_normal((c.n_users, c.latent_dim))
                          / math.sqrt(c.latent_dim)).astype(np.float32)
-                self.user_u[switch] = fresh[switch]
+                self.users.taste[switch] = fresh[switch]
+            elif event.kind == "quality_shock":
+                self.items.shock(g)
             elif event.kind == "recall_shift":
                 self.drift.shift_recall(g)
             elif event.kind == "churn":
                 n_new = max(1, int(round(c.churn_fraction * c.n_items)))
-                oldest = np.lexsort((np.arange(c.n_items), self.item_born))[:n_new]
-                self._make_items(oldest, g)
-                self.item_id[oldest] = np.arange(self.next_item_id, self.next_item_id + n_new)
-                self.next_item_id += n_new
-                self.item_born[oldest] = event.tick
-                self.item_impressions[oldest] = 0
-                self.item_clicks[oldest] = 0
+                self.items.churn(self.items.oldest(n_new), g, event.tick)
         return events
 
     # ------------------------------------------------------------------ requests
     def _draw_requests(self) -> None:
-        """Draw the next B requests: arrivals, lazy per-user drift, recall, features, truth."""
+        """Draw the next B requests: arrivals, lazy per-user drift, recall, truth."""
         c = self.config
         b = self.batch_size
+        pop = self.users
         ticks = self.tick + np.arange(b, dtype=np.int64)
-        users = np.searchsorted(self._arrival_cdf, self.rng["arrivals"].random(b), side="right")
-        users = np.minimum(users, c.n_users - 1)
-        gap = (ticks - self.user_last_seen[users]).astype(np.float32)
-        first = self.user_last_seen[users] < 0
-        gap[first] = ticks[first] + 1
+        users = pop.arrivals(self.rng["arrivals"], b)
+        last = pop.last_seen[users]
+        first = last == NEVER
+        gap = np.where(first, ticks + 1, ticks - last).astype(np.float32)
 
         z = self.rng["drift"].standard_normal((b, c.latent_dim)).astype(np.float32)
         if math.isfinite(c.user_drift_timescale):
             a = np.exp(-gap / c.user_drift_timescale)[:, None]
-            self.user_u[users] = a * self.user_u[users] + np.sqrt(1 - a * a) * (
+            pop.taste[users] = a * pop.taste[users] + np.sqrt(1 - a * a) * (
                 z / math.sqrt(c.latent_dim))
         if c.boredom_gain > 0:
-            self.user_boredom[users] *= np.exp2(-gap / c.boredom_half_life)[:, None]
-        self.user_history[users] *= np.exp2(-gap / c.history_half_life)[:, None]
-        self.user_last_seen[users] = ticks
+            pop.boredom[users] *= np.exp2(-gap / c.boredom_half_life)[:, None]
+        pop.history[users] *= np.exp2(-gap / c.history_half_life)[:, None]
+        pop.last_seen[users] = ticks
 
-        u_eff = self.user_u[users] + self.drift.offset
-        affinity = (u_eff @ self.item_v.T) * self._k_aff  # (B, M): one GEMM beats gathers
-        cands = self._recall(affinity)
-
-        topics, logit, pconv = self._candidate_truth(users, affinity, cands)
+        u_eff = pop.taste[users] + self.drift.offset
+        cands, core = self._recall(u_eff)
+        req = self._truth_for(users, cands, frozen=False, core=core)
         self._req_users = users
         self._req_ticks = ticks
         self._req_gap = gap
+        self._req_first = first
         self._req_cands = cands
-        self._req_topics = topics
-        self._req_attraction = _sigmoid(logit)
-        self._req_logit = logit
-        self._req_pconv = pconv
         self._req_u_eff = u_eff
+        self._req = req
         self._obs: dict[str, np.ndarray] | None = None
 
-    def _candidate_truth(self, users, affinity, cands):
-        """Topics, true attraction logits and conversion probabilities of candidates (B, N).
+    @property
+    def _req_topics(self) -> np.ndarray:
+        return self._req.topics
 
-        ``affinity`` is the (B, M) matrix of scaled true affinities u.v for the whole catalog.
-        """
-        c = self.config
-        topics = self.item_topic[cands]
-        core = cm.gather_rows(affinity, cands)
-        logit = core + self.item_quality[cands] + self.drift.topic_term[topics] + np.float32(
-            c.attraction_bias)
-        if c.boredom_gain > 0:
-            logit -= cm.gather_rows(self.user_boredom[users], topics)
-        pconv = _sigmoid(c.conversion_bias + c.conversion_gain * core)
-        return topics, logit.astype(np.float32), pconv.astype(np.float32)
+    @property
+    def _req_attraction(self) -> np.ndarray:
+        return self._req.attraction
 
-    def reference_for(self, users: np.ndarray, cands: np.ndarray) -> np.ndarray:
-        """Greedy-on-truth reference slates for given users and candidate *slots* under the
-        world's current state (pure; for tests and analysis of drift)."""
-        affinity = ((self.user_u[users] + self.drift.offset) @ self.item_v.T) * self._k_aff
-        topics, logit, pconv = self._candidate_truth(users, affinity, cands)
-        return self._greedy(_sigmoid(logit), pconv, topics)
+    @property
+    def _req_pconv(self) -> np.ndarray:
+        return self._req.pconv
 
-    def _greedy(self, attraction, pconv, topics) -> np.ndarray:
-        """Greedy-on-truth slates from candidates' attraction, conversion probs and topics."""
-        c = self.config
-        value = attraction * (1.0 + c.conversion_weight * pconv)
-        return cm.greedy_reference(value, topics, c.slate_size, c.repeat_penalty, c.contrast)
+    def _recall(self, u_eff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """N distinct candidate slots per request and their scaled true affinities (B, N).
 
-    def _recall(self, affinity: np.ndarray) -> np.ndarray:
-        """N distinct candidate slots per request: relevance-sampled + random, shuffled.
-
-        Each request reads a window of one fresh random permutation of the catalog (distinct
-        items per request without a per-request shuffle); the first part of the window is a
-        pool from which the best ``n_relevance`` by noisy true relevance are kept, the rest of
-        the window are random candidates. Columns are then shuffled so that the position in the
-        candidate list says nothing about how an item was recalled.
+        Each request reads an arithmetic progression (random offset, random stride coprime with
+        M) of a fixed random relabelling of the catalog: distinct items per request at O(N)
+        cost. The first part is a pool from which the best ``n_relevance`` by noisy true
+        relevance (affinity + topic terms + the recall-shift bias) are kept; the rest are random
+        candidates. Columns are then shuffled so that the position in the candidate list says
+        nothing about how an item was recalled.
         """
         c = self.config
         g = self.rng["recall"]
-        b, m = affinity.shape
+        b = u_eff.shape[0]
+        m = c.n_items
         n_rel = self.drift.n_relevance
         n_pool = n_rel * c.recall_pool_factor
         length = n_pool + c.n_candidates - n_rel
-        perm = g.permutation(m)
         offsets = g.integers(m, size=b)
-        window = np.concatenate([perm, perm[:length]])[offsets[:, None] + np.arange(length)]
+        strides = self._strides[g.integers(self._strides.size, size=b)]
         noise = g.standard_normal((b, n_pool)).astype(np.float32)
         column_order = g.permutation(c.n_candidates)
+        steps = np.arange(length, dtype=self._index_dtype)
+        position = (offsets.astype(self._index_dtype)[:, None]
+                    + strides.astype(self._index_dtype)[:, None] * steps)
+        position %= self._index_dtype(m)  # int32 when it fits: 3x faster than int64 modulo
+        window = self._recall_order.take(position)
+        vectors = self.items.v.take(window.reshape(-1), axis=0).reshape(b, length, -1)
+        affinity = np.matmul(vectors, u_eff[:, :, None])[:, :, 0] * self._k_aff
         if n_rel == 0:
-            return window[:, column_order]
-        pool = window[:, :n_pool]
-        topic = self.item_topic[pool]
-        score = cm.gather_rows(affinity, pool)
-        score += self.drift.topic_term[topic] + self.drift.recall_topic_bias[topic]
-        score += np.float32(c.recall_noise) * noise
+            return window[:, column_order], affinity[:, column_order]
         if n_rel < n_pool:
+            topic = self.items.topic.take(window[:, :n_pool])
+            score = affinity[:, :n_pool] + self.drift.topic_term[topic]
+            score += self.drift.recall_topic_bias[topic]
+            score += np.float32(c.recall_noise) * noise
             top = np.argpartition(-score, n_rel - 1, axis=1)[:, :n_rel]
-            relevant = cm.gather_rows(window, top)  # top < n_pool: same as indexing pool
+            pick = np.concatenate([top, np.broadcast_to(steps[n_pool:], (b, length - n_pool))],
+                                  axis=1)[:, column_order]
         else:
-            relevant = pool
-        cands = np.concatenate([relevant, window[:, n_pool:]], axis=1)
-        return cands[:, column_order]
+            pick = np.broadcast_to(steps[column_order], (b, c.n_candidates))
+        return cm.gather_rows(window, pick), cm.gather_rows(affinity, pick)
 
     def observation(self) -> dict[str, np.ndarray]:
         """Observation batch of the pending requests (see ``driftrank.envs.types``)."""
@@ -261,17 +411,13 @@ class World:
     def _build_observation(self) -> dict[str, np.ndarray]:
         c = self.config
         users, cands = self._req_users, self._req_cands
-        hist = self.user_history[users]
-        hist = hist / (hist.sum(axis=1, keepdims=True) + 1.0)
-        activity = self.user_activity_feature[users]
-        user = np.empty((users.size, c.user_feature_dim), np.float32)
-        user[:, : c.obs_dim] = self._req_u_eff @ self.projection.T + self.user_noise[users]
-        user[:, c.obs_dim: c.obs_dim + c.n_topics] = hist
-        user[:, -1] = activity
+        pop = self.users
+        user = pop.features(users, self._req_u_eff, self.projection)
         np.clip(user, -FEATURE_BOUND, FEATURE_BOUND, out=user)
-
-        feats = self._item_table()[cands]
-
+        if c.user_features == "taste":
+            activity = pop.activity_feature[users]
+        else:  # observed visit frequency (per day since first visit), not the hidden rate
+            activity = np.clip(np.log1p(pop.visits[users]) / 5.0, 0, FEATURE_BOUND)
         angle = 2 * np.pi * self._req_ticks / c.period
         context = np.empty((users.size, c.context_dim), np.float32)
         context[:, 0] = np.sin(angle)
@@ -280,147 +426,186 @@ class World:
         context[:, 3] = np.minimum(np.log1p(self._req_gap) / 10.0, FEATURE_BOUND)
         return {
             "user": user,
-            "candidates": feats,
-            "candidate_ids": self.item_id[cands],
+            "candidates": self.items.features(cands, self.tick),
+            "candidate_ids": self.items.ids[cands],
             "context": context,
-            "user_id": users.astype(np.int64),
+            "user_id": pop.ids[users],
         }
-
-    def _item_table(self) -> np.ndarray:
-        """(M, Fi) features of every catalog item now: static part + live statistics.
-
-        Refreshing the whole (small) table once per step and gathering it once is cheaper than
-        computing statistics per candidate when B x N exceeds M.
-        """
-        c = self.config
-        s = self.item_static.shape[1]
-        table = np.empty((c.n_items, c.item_feature_dim), np.float32)
-        table[:, :s] = self.item_static
-        impressions = self.item_impressions
-        table[:, s] = np.log1p(impressions) / 10.0
-        table[:, s + 1] = 5.0 * (self.item_clicks + 1.0) / (impressions + 20.0)
-        table[:, s + 2] = np.exp((self.item_born - self.tick) / c.freshness_scale)
-        return table
 
     # ------------------------------------------------------------------ truth
     def _slate_truth(self, slates: np.ndarray, shown: np.ndarray):
-        """Conditional and marginal click probs and conversion probs of slates (no state change)."""
-        c = self.config
-        topics = np.where(shown, cm.gather_rows(self._req_topics, slates), cm.EMPTY)
-        attraction = cm.gather_rows(self._req_attraction, slates)
-        exam = cm.examination(self.user_sensitivity[self._req_users], c.slate_size,
-                              c.position_bias)
-        p_cond = cm.slate_click_probs(exam, attraction, topics, c.repeat_penalty, c.contrast)
-        p_marg = cm.marginal_click_probs(p_cond, c.cascade_stop)
-        pconv = cm.gather_rows(self._req_pconv, slates)
-        return p_cond, p_marg, pconv
+        """Conditional and marginal click probs and conversion probs (no state change)."""
+        return self._req.slate_truth(slates, shown)
 
     def expected_reward(self, slates: np.ndarray) -> np.ndarray:
         """True expected reward (clicks + weighted conversions) of slates for the pending
         requests. Pure: changes nothing and draws nothing. Repeated indices count once."""
         slates = np.asarray(slates, dtype=np.int64)
-        return self._expected(slates, ~repeated_mask(slates))
-
-    def _expected(self, slates: np.ndarray, shown: np.ndarray) -> np.ndarray:
-        _, p_marg, pconv = self._slate_truth(slates, shown)
-        return (p_marg * (1.0 + self.config.conversion_weight * pconv)).sum(axis=1)
+        return self._req.expected(slates, ~repeated_mask(slates))
 
     def reference_slates(self) -> np.ndarray:
         """Greedy-on-truth reference slates (B, K) for the pending requests."""
-        return self._greedy(self._req_attraction, self._req_pconv, self._req_topics)
+        return self._req.reference()
+
+    def reference_for(self, users: np.ndarray, cands: np.ndarray) -> np.ndarray:
+        """Greedy-on-truth reference slates for given user and candidate *slots* under the
+        world's current state (pure; for tests and analysis of drift)."""
+        return self._truth_for(users, cands, frozen=False).reference()
+
+    def frozen_reference_slates(self) -> np.ndarray:
+        """Greedy slates (B, K) for the pending requests on the truth *frozen at the episode
+        start*: tastes, item quality, topic terms and population offset as they were at tick 0
+        (users and items that arrived later count at the prior mean). What a perfect model of
+        the pretraining world would serve; ``stale-oracle`` serves it."""
+        return self._truth_for(self._req_users, self._req_cands, frozen=True).reference()
+
+    def _truth_for(self, users, cands, frozen: bool, core=None) -> RequestTruth:
+        """The click model of ``users`` facing candidate slots ``cands`` (B, N), under the
+        current truth or the one frozen at the start; ``core`` = scaled affinities if known.
+        The one place where the attraction logit is put together."""
+        c = self.config
+        pop, items = self.users, self.items
+        if frozen:
+            u_eff = pop.taste0[users] + self._offset0
+            quality = items.quality0[cands]
+            topic_term = self._topic_term0
+        else:
+            u_eff = pop.taste[users] + self.drift.offset
+            quality = items.quality_now(cands, self.drift.quality_factors)
+            topic_term = self.drift.topic_term
+        if core is None:
+            core = np.einsum("bnd,bd->bn", items.v[cands], u_eff) * self._k_aff
+        topics = items.topic[cands]
+        logit = core + quality + topic_term[topics] + np.float32(c.attraction_bias)
+        if c.boredom_gain > 0 and not frozen:
+            logit = logit - cm.gather_rows(pop.boredom[users], topics)
+        pconv = _sigmoid(c.conversion_bias + c.conversion_gain * core).astype(np.float32)
+        logit = logit.astype(np.float32)
+        return RequestTruth(c, topics, _sigmoid(logit), pconv, pop.sensitivity[users], logit)
 
     def true_attraction(self) -> np.ndarray:
         """(B, N) true attraction logits of the pending candidates (for the logging policy and
         the oracle only: agents must never read this)."""
-        return self._req_logit
+        return self._req.logit
 
     # ------------------------------------------------------------------ serving
     def serve(self, slates: np.ndarray, with_truth: bool = True) -> dict:
         """Serve validated slates (B, K) for the pending requests and advance one step.
 
-        Returns a dict with the labels (clicks, reward, conversions landing now, drift events
-        that fired for the *next* requests) and, if ``with_truth``, the world's truth.
+        Returns a dict with the labels reported now (``clicks`` on these slates, delayed
+        ``click_reports`` and ``conversions`` landing now), reward, drift events that fired
+        for the *next* requests, return gaps, active users and, if ``with_truth``, a lazily
+        computed :class:`Truth`.
         """
         c = self.config
         b, k = slates.shape
         users = self._req_users
+        req = self._req
         shown = ~repeated_mask(slates)
-        p_cond, p_marg, pconv = self._slate_truth(slates, shown)
+        p_cond, p_marg, pconv = req.slate_truth(slates, shown)
 
         g = self.rng["clicks"]
-        dice = g.random((3, b, k), dtype=np.float32)
-        delays = np.ceil(g.exponential(c.conversion_delay_mean, (b, k))).astype(np.int64)
-        delays = np.maximum(delays, 1)
+        dice = g.random((4, b, k), dtype=np.float32)
+        expo = g.standard_exponential((b, k), dtype=np.float32)
         clicks = cm.sample_clicks(p_cond, c.cascade_stop, dice[0], dice[1])
-        converted = clicks & (dice[2] < pconv)
-
         slots = cm.gather_rows(self._req_cands, slates)
         request_ids = self._req_ticks
-        rows, positions = np.nonzero(converted)
-        if rows.size:
-            due = request_ids[rows] + delays[rows, positions]
-            land = np.maximum(self.step_index + 1, due // b)
-            self.conversions.push(
-                land,
-                request_id=request_ids[rows],
-                row=rows,
-                user_id=users[rows],
-                item_id=self.item_id[slots[rows, positions]],
-                position=positions,
-                served_step=np.full(rows.size, self.step_index),
-                delay=delays[rows, positions],
-            )
-        landed: Conversions = self.conversions.pop(self.step_index)
-        n_clicks = clicks.sum(axis=1).astype(np.float32)
-        reward = n_clicks + np.float32(c.conversion_weight) * np.bincount(
-            landed.row, minlength=b).astype(np.float32)
+        item_ids = self.items.ids[slots]
 
+        converted = clicks & (dice[2] < pconv)
+        if converted.any():
+            delays = conversion_delays(c, dice[3], expo)
+            converted &= delays > 0
+            self._queue(self.conversions, converted, delays, item_ids)
+        landed: Conversions = self.conversions.pop(self.step_index)
+
+        if c.click_delay == 0:
+            rows, positions = np.nonzero(clicks)
+            reports = ClickReports(
+                request_id=request_ids[rows], row=rows, user_id=self.users.ids[users[rows]],
+                item_id=item_ids[rows, positions], position=positions,
+                served_step=np.full(rows.size, self.step_index, np.int64),
+                delay=np.zeros(rows.size, np.int64))
+            reported_now = clicks.astype(np.float32)
+        else:
+            if clicks.any():
+                self._queue(self.click_queue, clicks, np.full((b, k), c.click_delay), item_ids)
+            reports = self.click_queue.pop(self.step_index)
+            reported_now = np.zeros((b, k), np.float32)
+        reward = (np.bincount(reports.row, minlength=b) + np.float32(c.conversion_weight)
+                  * np.bincount(landed.row, minlength=b)).astype(np.float32)
+
+        gap = np.where(self._req_first, -1, self._req_gap.astype(np.int64))
         out = {
             "request_id": request_ids,
-            "clicks": clicks.astype(np.float32),
+            "clicks": reported_now,
+            "click_reports": reports,
             "reward": reward,
             "conversions": landed,
             "empty_slots": (~shown).sum(axis=1),
-            "served_item_ids": np.where(shown, self.item_id[slots], -1),
+            "served_item_ids": np.where(shown, item_ids, -1),
+            "return_gap": gap,
         }
         if with_truth:
-            reference = self.reference_slates()
-            ref_reward = self._expected(reference, np.ones(reference.shape, bool))
-            out["truth"] = {
-                "click_probs": p_marg.astype(np.float32),
-                "conversion_probs": pconv.astype(np.float32),
-                "expected_reward": (p_marg * (1.0 + c.conversion_weight * pconv)).sum(axis=1),
-                "reference_slate": reference,
-                "reference_reward": ref_reward,
-            }
+            out["truth"] = Truth(req, p_marg, pconv, clicks.astype(np.float32))
 
         self._apply_feedback(users, slots, shown, clicks)
         self.step_index += 1
+        before = self.tick
         self.tick += b
+        self.items.maybe_publish(before, self.tick)
+        out["joined"] = self.users.join(self.rng["population"], b)
+        out["active_users"] = self.users.n_active
         self.drift.advance(self.tick, b, self.rng["drift"])
         self.events = self._fire_events(self.tick)
         out["drift_events"] = [e.as_dict() for e in self.events]
         self._draw_requests()
         return out
 
+    def _queue(self, queue: ConversionQueue, mask: np.ndarray, delays: np.ndarray,
+               item_ids: np.ndarray) -> None:
+        """Queue the labels where ``mask`` is set, landing ``delays`` ticks after their tick."""
+        b = mask.shape[0]
+        rows, positions = np.nonzero(mask)
+        request_ids = self._req_ticks
+        delay = delays[rows, positions].astype(np.int64)
+        due = request_ids[rows] + delay
+        queue.push(
+            np.maximum(self.step_index + 1, due // b),
+            request_id=request_ids[rows],
+            row=rows,
+            user_id=self.users.ids[self._req_users[rows]],
+            item_id=item_ids[rows, positions],
+            position=positions,
+            served_step=np.full(rows.size, self.step_index),
+            delay=delay,
+        )
+
     def _apply_feedback(self, users, slots, shown, clicks) -> None:
-        """Item statistics and consumption feedback (the only action-dependent world change)."""
+        """Behaviour the world records: item counters, user profiles, satisfaction, leaving,
+        consumption feedback (the action-dependent world changes)."""
         c = self.config
-        m = c.n_items
-        self.item_impressions += np.bincount(slots[shown], minlength=m)
+        pop = self.users
+        n_clicks = clicks.sum(axis=1)
         rows, positions = np.nonzero(clicks)
+        clicked = slots[rows, positions]
+        self.items.record(slots[shown], clicked)
+        pop.record_visits(users, n_clicks.astype(np.float32))
         if rows.size == 0:
             return
-        clicked = slots[rows, positions]
-        self.item_clicks += np.bincount(clicked, minlength=m)
+        has = n_clicks > 0
+        obs_vectors = self.items.static[slots, c.n_topics:]  # (B, K, obs_dim), observed
+        item_sum = (obs_vectors * clicks[:, :, None]).sum(axis=1)
+        pop.record_clicks(users[has], self._req_ticks[has], item_sum[has],
+                          n_clicks[has].astype(np.float32))
         clicker = users[rows]
-        topic = self.item_topic[clicked]
-        np.add.at(self.user_history, (clicker, topic), 1.0)
+        topic = self.items.topic[clicked]
+        np.add.at(pop.history, (clicker, topic), 1.0)
         if c.boredom_gain > 0:
-            np.add.at(self.user_boredom, (clicker, topic), np.float32(c.boredom_gain))
+            np.add.at(pop.boredom, (clicker, topic), np.float32(c.boredom_gain))
         if c.consumption_rate > 0:
-            pull = c.consumption_rate * (self.item_v[clicked] - self.user_u[clicker])
-            np.add.at(self.user_u, clicker, pull.astype(np.float32))
+            pull = c.consumption_rate * (self.items.v[clicked] - pop.taste[clicker])
+            np.add.at(pop.taste, clicker, pull.astype(np.float32))
 
 
 def repeated_mask(slates: np.ndarray) -> np.ndarray:

@@ -3,7 +3,9 @@
 Generic RL libraries (RLlib, Stable-Baselines3) handle ``Box`` actions far better than a
 ``MultiDiscrete`` with a distinctness constraint. With this wrapper the action is ``Box(N)``
 of scores and the env serves the K best-scored candidates in descending order, so every action
-is a valid slate of distinct items. Ties break toward the lower index.
+is a valid slate of distinct items. Ties break toward the lower index. Only the order of the
+scores matters, so the declared range is [-1, 1] (``score_bound``), the normalised range
+generic RL libraries expect.
 """
 
 from __future__ import annotations
@@ -12,9 +14,16 @@ import gymnasium as gym
 import numpy as np
 
 
-class ScoreActionWrapper(gym.ActionWrapper):
-    def __init__(self, env: gym.Env, score_bound: float = 10.0):
-        super().__init__(env)
+class ScoreActionWrapper(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
+    """Action = one score per candidate (``Box(N)``); the env serves the top K.
+
+    Records its constructor arguments (``RecordConstructorArgs``) like Gymnasium's own
+    wrappers, so ``check_env`` and ``env.spec`` can rebuild the wrapped env.
+    """
+
+    def __init__(self, env: gym.Env, score_bound: float = 1.0):
+        gym.utils.RecordConstructorArgs.__init__(self, score_bound=score_bound)
+        gym.ActionWrapper.__init__(self, env)
         base = env.unwrapped
         self._n = base.config.n_candidates
         self._k = base.config.slate_size

@@ -24,7 +24,8 @@ def test_queue_pops_each_conversion_once_at_its_step():
 
 
 def _run(batch: int, steps: int):
-    config = make_config("stationary", n_users=300, n_items=200, conversion_delay_mean=20.0)
+    config = make_config("stationary", n_users=300, n_items=200, conversion_delay="exponential",
+                         conversion_delay_mean=20.0)
     world = World(config, batch, seed=5)
     landed, clicked = [], set()
     for step in range(steps):
@@ -63,8 +64,8 @@ def test_conversions_land_in_their_row_in_a_later_step_batched():
 
 
 def test_reward_counts_landing_conversions_in_their_row():
-    config = make_config("stationary", n_users=300, n_items=200, conversion_delay_mean=5.0,
-                         conversion_weight=10.0)
+    config = make_config("stationary", n_users=300, n_items=200, conversion_delay="exponential",
+                         conversion_delay_mean=5.0, conversion_weight=10.0)
     world = World(config, 4, seed=0)
     for _ in range(300):
         out = world.serve(world.reference_slates())

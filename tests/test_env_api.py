@@ -12,7 +12,7 @@ from gymnasium.utils.env_checker import check_env
 import driftrank.envs as E
 from driftrank.envs import RerankEnv, ScoreActionWrapper, VectorRerankEnv
 
-SMALL = dict(n_users=300, n_items=200)
+SMALL = dict(n_users=300, n_items=200, warmup_ticks=1000)
 
 
 @pytest.mark.parametrize("scenario", E.scenario_names())
@@ -171,6 +171,44 @@ def test_score_action_wrapper_serves_top_k():
     assert info["empty_slots"] == 0
     with pytest.raises(ValueError, match="one score per candidate"):
         env.step(np.zeros(10))
+
+
+def test_check_env_passes_on_the_score_wrapped_env():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # the one warning Gymnasium gives for any wrapped env, whatever the wrapper
+        warnings.filterwarnings("ignore", message=".*different from the unwrapped version")
+        check_env(ScoreActionWrapper(gym.make(E.ENV_ID, scenario="mixed", max_steps=30, **SMALL)))
+
+
+def test_docstring_feature_sizes_are_the_real_ones():
+    import re
+
+    doc = RerankEnv.__doc__
+    fu = int(re.search(r"Fu = [^=]+= (\d+)", doc).group(1))
+    fi = int(re.search(r"Fi = [^=]+= (\d+)", doc).group(1))
+    space = RerankEnv().observation_space
+    assert fu == space["user"].shape[0] and fi == space["candidates"].shape[1]
+    for name in E.scenario_names():
+        assert f"`{name}`" in doc
+
+
+@pytest.mark.parametrize("scenario", ["stationary", "churn", "cold-churn"])
+def test_id_bounds_are_honest(scenario):
+    """Declared id bounds are what an episode can reach, not 2**62, and ids stay inside."""
+    churn = {} if scenario == "stationary" else dict(churn_interval=200)
+    env = VectorRerankEnv(50, scenario, max_steps=40, **churn, **SMALL)
+    space = env.single_observation_space
+    item_hi, user_hi = int(space["candidate_ids"].high.max()), int(space["user_id"].high)
+    assert item_hi < 10 * SMALL["n_items"] and user_hi < 10 * SMALL["n_users"]
+    if scenario == "stationary":
+        assert (item_hi, user_hi) == (SMALL["n_items"] - 1, SMALL["n_users"] - 1)
+    obs, _ = env.reset(seed=0)
+    action = np.tile(np.arange(10), (50, 1))
+    for _ in range(40):
+        assert obs in env.observation_space
+        obs = env.step(action)[0]
+    assert obs in env.observation_space
 
 
 def test_render_ansi_shows_the_slate():

@@ -124,7 +124,7 @@ def test_feedback_is_labels_only_and_period_hook():
         assert isinstance(fb, Feedback)
         assert fb.obs is served and fb.obs is obs  # the batch those slates answered
         assert set(vars(fb)) == {"request_id", "slates", "clicks", "conversions", "reward",
-                                 "obs"}
+                                 "obs", "click_reports"}
         assert "truth" not in fb.obs
         assert fb.clicks.shape == fb.slates.shape == (100, 10)
     ids = np.concatenate([fb.request_id for _, fb, _ in observes])
