@@ -128,3 +128,13 @@ def test_concurrent_builders_train_once(tmp_path):
     assert hits == [False, True]  # one built it; the other waited and loaded it
     assert len({path for _, path, _ in results}) == 1
     assert _load_quietly(tmp_path).cache_hit
+
+
+def test_progress_shows_each_offline_stage_and_is_quiet_when_asked(tmp_path, capsys):
+    _build(tmp_path / "quiet")
+    assert capsys.readouterr().err == ""
+    pretrain(WORLD, config=TINY, cache_dir=tmp_path / "loud", progress=True)
+    err = capsys.readouterr().err
+    for stage, total in (("logs", "0/2 "), ("evaluator", "0/1 "), ("imitation", "0/1 "),
+                         ("policy gradient", "0/3 ")):  # one unit per batch / epoch / step
+        assert f"pretraining: {stage}:   0%|          | {total}" in err, (stage, err)
