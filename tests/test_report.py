@@ -264,3 +264,20 @@ def test_headroom_and_the_share_of_it_each_agent_gains(tmp_path):
 def test_headroom_says_what_it_needs_when_agents_are_missing(tmp_path):
     text = _headroom_run(tmp_path, with_stale=False)
     assert "Headroom needs `oracle` and `stale-oracle` in the grid (missing for: s)" in text
+
+
+def _student_t_cdf(t: float, df: int) -> float:
+    """P(T <= t) for Student's t, by integrating its density (t > 0)."""
+    x = np.linspace(0.0, t, 20_001)
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+    return 0.5 + float(np.trapezoid(c * (1 + x * x / df) ** (-(df + 1) / 2), x))
+
+
+def test_t_quantiles_are_the_975_quantiles_of_student_t():
+    from driftrank.experiments.report import t975
+
+    for df in range(1, 31):  # the table: 3 decimals
+        assert _student_t_cdf(t975(df), df) == pytest.approx(0.975, abs=5e-5), df
+    for df in (31, 40, 60, 120, 1000):  # the tail formula
+        assert _student_t_cdf(t975(df), df) == pytest.approx(0.975, abs=2.5e-4), df
+    assert math.isnan(t975(0))
