@@ -423,8 +423,10 @@ def plot_scenario(df: pd.DataFrame, scenario: str, labels: list[str], path: Path
 
 
 # ---------------------------------------------------------------------------------- report
-def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Write ``report.md`` and the plots for ``run_dir``; return the report's path."""
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
+                 plots: bool = True) -> Path:
+    """Write ``report.md`` and (unless ``plots`` is False) the plots for ``run_dir``; return
+    the report's path."""
     run_dir = Path(run_dir)
     df = store.load_results(run_dir)
     spec = store.read_grid_spec(run_dir)
@@ -476,7 +478,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
 
     # plots
     lines += ["## Reward over time", ""]
-    for scenario in scenarios:
+    for scenario in scenarios if plots else []:
         name = f"reward_{_slug(scenario)}.png"
         plot_scenario(df, scenario, labels, out / name)
         lines += [f"![{scenario}]({name})", ""]

@@ -77,7 +77,7 @@ def test_pairs_against_static_and_reports_failures(tmp_path):
                    [0.5, 0.9, 0.9, 0.9], events)
     store.write_failure(tmp_path, "s.broken.0", {"cell_id": "s.broken.0", "label": "broken",
                                                 "attempts": 2, "error": "ValueError: bad"})
-    text = write_report(tmp_path).read_text()
+    text = write_report(tmp_path, plots=False).read_text()
     assert "## Paired differences vs `static`" in text and "is not in this grid" not in text
     # fancy - static per seed: reward 1, 0, -1 -> mean 0; regret diff is the same every seed
     row = [line for line in text.splitlines() if line.startswith("| s | fancy |")][-1]
@@ -169,7 +169,7 @@ def _acceptance_run(tmp_path):
                    [2.0, 2.0, 2.0, 2.02, 2.04, 2.01, 2.0, 2.03], events)
         _fake_cell(tmp_path, "static", seed, [2.5] * 3 + [2.2] + [2.0] * 4,
                    [0.5, 0.5, 0.5, 0.8, 1.0, 1.0, 0.9, 0.9], events)
-    return write_report(tmp_path).read_text()
+    return write_report(tmp_path, plots=False).read_text()
 
 
 def test_mid_window_shift_oracle_and_random_do_not_drop_static_does_not_recover(tmp_path):
@@ -213,8 +213,9 @@ def test_summary_means_are_weighted_by_requests(tmp_path):
     assert row["reward_per_request"] == pytest.approx((100 + 100 + 200) / 250)  # not 2.0
     assert row["regret_per_request"] == pytest.approx((20 + 20 + 40) / 250)
     assert row["requests"] == 250
-    text = write_report(tmp_path).read_text()
+    text = write_report(tmp_path, plots=False).read_text()
     assert "| static | 1.600 | 0.160 | 0.320 |" in text
+    assert not list(tmp_path.glob("*.png"))  # plots=False
 
 
 def test_latency_interval_respects_a_positive_quantity():
@@ -242,7 +243,7 @@ def _headroom_run(tmp_path, with_stale=True):
                        events)
         _fake_cell(tmp_path, "static", seed, [2.0, 2.0, 1.0, 1.0], [1.0] * 4, events)
         _fake_cell(tmp_path, "fancy", seed, [2.0, 2.0, 1.5, 1.5], [1.0] * 4, events)
-    return write_report(tmp_path).read_text()
+    return write_report(tmp_path, plots=False).read_text()
 
 
 def test_headroom_and_the_share_of_it_each_agent_gains(tmp_path):
