@@ -282,3 +282,46 @@ def test_t_quantiles_are_the_975_quantiles_of_student_t():
     for df in (31, 40, 60, 120, 1000):  # the tail formula
         assert _student_t_cdf(t975(df), df) == pytest.approx(0.975, abs=2.5e-4), df
     assert math.isnan(t975(0))
+
+
+def test_mean_ci_of_nothing_is_nan_with_no_values():
+    m, lo, hi, n = mean_ci([math.nan, math.inf])
+    assert n == 0 and math.isnan(m) and math.isnan(lo) and math.isnan(hi)
+
+
+def test_recovery_rows_are_per_abrupt_shift_and_end_at_the_next_one(tmp_path):
+    """Two abrupt shifts and churn: a row per abrupt shift only; recovery after the first
+    shift must happen before the second."""
+    events = ["", "", "churn@250", "abrupt@350", "", "", "abrupt@650", "", "", ""]
+    regrets = [0.5, 0.5, 0.5, 0.7, 0.9, 0.9, 0.9, 0.9, 0.6, 0.5]
+    for seed in (0, 1):
+        _fake_cell(tmp_path, "static", seed, [1.0] * 10, regrets, events)
+    text = write_report(tmp_path, plots=False).read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| s | ")
+            and "static" in line and "[" in line.split("|")[4]]
+    assert [r.split("|")[2].strip() for r in rows] == ["350", "650"]  # no row for churn
+    assert "| not recovered | 2/2 | 0/2 |" in rows[0]  # back only after the next shift
+    # second shift: baseline = windows 3-5 (0.7, 0.9, 0.9) = 0.833, after = window 7 (0.9),
+    # 8% above: a drop; window 8 (0.6) ends at 900, 250 requests after the shift
+    assert rows[1].endswith("| 0.833 [0.833, 0.833] | 0.900 [0.900, 0.900] | 250 [250, 250] "
+                            "| 2/2 | 2/2 |")
+
+
+def test_headroom_share_needs_a_headroom_clearly_above_zero(tmp_path):
+    events = ["", "abrupt@100"]
+    for seed, h in zip((0, 1, 2), (0.2, -0.2, 0.1), strict=True):
+        for scenario in ("s", "t"):
+            _fake_cell(tmp_path, "oracle", seed, [3.0, 3.0], [0.0] * 2, events, scenario)
+            if scenario == "s":
+                _fake_cell(tmp_path, "stale-oracle", seed, [3.0, 3.0 - h], [0.0] * 2, events,
+                           scenario)
+            _fake_cell(tmp_path, "static", seed, [2.0, 2.0], [1.0] * 2, events, scenario)
+            _fake_cell(tmp_path, "fancy", seed, [2.0, 2.1 + seed], [1.0] * 2, events, scenario)
+    text = write_report(tmp_path, plots=False).read_text()
+    text = text[text.index("## Adaptation headroom"):text.index("## Paired")]
+    assert "| s | fancy | 1.1000 [" in text and "| n/a | 3 |" in text  # headroom spans zero
+    assert "(missing for: t)" in text and "| t |" not in text
+    half = 4.303 * np.std([0.2, -0.2, 0.1], ddof=1) / math.sqrt(3)
+    mean = 0.1 / 3  # whole run: half the windows are before the event (headroom 0)
+    assert f"| s | 100 | {mean / 2:.4f} [{(mean - half) / 2:.4f}, {(mean + half) / 2:.4f}] " \
+        f"| {mean:.4f} [{mean - half:.4f}, {mean + half:.4f}] | 3 |" in text
