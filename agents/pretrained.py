@@ -13,7 +13,8 @@ every cell of a world config):
    :func:`driftrank.experiments.truth_metrics.truth_metrics`, which reads the world's truth,
    something agents never do) and save both checkpoints under ``cache_dir/<key>/`` where
    ``key`` hashes the world config, the training seed and the training config. A second call
-   with the same inputs loads instead of training.
+   with the same inputs loads instead of training;
+   an entry that is incomplete or fails verification is rebuilt (see :func:`pretrain`).
 
 Models read ``user`` and ``context`` concatenated as their user input (time of day matters in
 the periodic scenario); :func:`model_inputs` is the one place that builds it.
@@ -21,6 +22,7 @@ the periodic scenario); :func:`model_inputs` is the one place that builds it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -29,6 +31,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +45,7 @@ from ..envs.config import WorldConfig
 from ..envs.logs import generate_logs
 
 FORMAT_VERSION = 2  # 2: held-out truth metrics on a warmed-up world
+METRICS_FILE = "metrics.json"  # written last: an entry without it is incomplete
 
 
 def model_inputs(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -122,24 +126,50 @@ def pretrain(
     threads: int = 1,
     log=None,
     measure=None,
+    progress: bool | None = None,
 ) -> Pretrained:
     """Pretrained evaluator + generator for ``world`` (trained, or loaded from the cache).
 
-    ``threads`` is not used here any more: the caller sets torch's threads at its own boundary
-    (a cell, the grid's preparation, a command); it stays for the callers that pass it. ``measure(world, seed, evaluator,
-    generator, config, imitated=...) -> dict``: extra held-out metrics stored with the models.
+    The cache entry ``cache_dir/pretrained-<key>/`` is used only when it is complete and its
+    checkpoints verify (SHA-256, config); anything else (a missing ``metrics.json``, a corrupt
+    file, a folder left by a killed run) is rebuilt, once, and swapped in atomically. Builders of
+    one entry take turns on a lock file next to it, so concurrent cells train it once and the
+    others load it. ``log`` receives one line per stage and per repair; ``progress`` shows a
+    tqdm bar with an ETA for each stage (None: only when stderr is a terminal).
     """
     world = make_config(world) if isinstance(world, str) else world
     config = config or PretrainConfig()
     path = Path(cache_dir) / f"pretrained-{cache_key(world, seed, config)}"
-    if (path / "metrics.json").exists():
-        return _load(path, world)
+    found, _ = _try_load(path, world)
+    if found is not None:
+        return found
     say = log or (lambda msg: None)
-    start = time.perf_counter()
+    with _build_lock(path, say):
+        found, problem = _try_load(path, world)
+        if found is not None:  # another process built it while this one waited
+            return found
+        if problem is not None:
+            message = (f"pretraining cache entry {path} is {problem}; rebuilding it (nothing "
+                       "else in the cache is touched)")
+            say(message)
+            warnings.warn(message, CacheRepairWarning, stacklevel=2)
+        _remove_leftovers(path)
+        return _train(path, world, seed, config, say, progress, measure)
 
+
+class CacheRepairWarning(UserWarning):
+    """A pretraining cache entry was incomplete or corrupt and is being rebuilt."""
+
+
+def _train(path: Path, world: WorldConfig, seed: int, config: PretrainConfig, say,
+           progress: bool | None, measure=None) -> Pretrained:
+    start = time.perf_counter()
     say(f"generating {config.n_requests} logged requests")
-    logs = generate_logs(world, n_requests=config.n_requests, seed=seed,
-                         noise=config.behaviour_noise, epsilon=config.behaviour_epsilon)
+    with _bar(progress, -(-config.n_requests // min(500, config.n_requests)), "logs",
+              "batch") as bar:
+        logs = generate_logs(world, n_requests=config.n_requests, seed=seed,
+                             noise=config.behaviour_noise, epsilon=config.behaviour_epsilon,
+                             on_batch=bar.update)
     train, held = logs.split(config.holdout)
     train, held = _as_model_data(train), _as_model_data(held)
     t_logs = time.perf_counter() - start
@@ -151,29 +181,37 @@ def pretrain(
     evaluator = ev.ListwiseEvaluator(ev.EvaluatorConfig(
         user_dim=user_dim, item_dim=item_dim, slate_size=k, hidden=config.hidden, seed=seed,
         use_ids=config.evaluator_ids))
-    ev_metrics = ev.train_evaluator(
-        evaluator, train, epochs=config.evaluator_epochs, lr=config.evaluator_lr, seed=seed,
-        weight_decay=config.evaluator_weight_decay, valid=held)
+    with _bar(progress, config.evaluator_epochs, "evaluator", "epoch") as bar:
+        ev_metrics = ev.train_evaluator(
+            evaluator, train, epochs=config.evaluator_epochs, lr=config.evaluator_lr,
+            seed=seed, weight_decay=config.evaluator_weight_decay, valid=held,
+            on_epoch=bar.update)
     evaluator.eval()
 
     say("training the generator (imitation, then policy gradient)")
     generator = gen.SlateGenerator(gen.GeneratorConfig(
         user_dim=user_dim, item_dim=item_dim, slate_size=k, hidden=config.hidden, seed=seed))
-    gen.train_imitation(generator, train, epochs=config.imitation_epochs, seed=seed)
+    with _bar(progress, config.imitation_epochs, "imitation", "epoch") as bar:
+        gen.train_imitation(generator, train, epochs=config.imitation_epochs, seed=seed,
+                            on_epoch=bar.update)
     imitated = copy.deepcopy(generator).eval()
-    gen.train_policy_gradient(generator, evaluator, train, steps=config.pg_steps,
-                              lr=config.pg_lr, seed=seed,
-                              imitation_coef=config.pg_imitation_coef)
+    with _bar(progress, config.pg_steps, "policy gradient", "step") as bar:
+        gen.train_policy_gradient(generator, evaluator, train, steps=config.pg_steps,
+                                  lr=config.pg_lr, seed=seed,
+                                  imitation_coef=config.pg_imitation_coef, on_step=bar.update)
     generator.eval()
     t_train = time.perf_counter() - start - t_logs
 
     say("measuring held-out metrics")
+    with _bar(progress, 1, "held-out metrics", "stage") as bar:
+        measured = (measure(world, seed, evaluator, generator, config, imitated=imitated)
+                    if measure else {})
+        bar.update()
     metrics = {
         "evaluator_auc": ev_metrics["valid_auc"],
         "evaluator_logloss": ev_metrics["valid_logloss"],
         "position_baseline_auc": _position_baseline_auc(train, held),
-        **(measure(world, seed, evaluator, generator, config, imitated=imitated)
-           if measure else {}),
+        **measured,
         "logs_seconds": t_logs,
         "train_seconds": t_train,
         "n_train_requests": int(train["slates"].shape[0]),
@@ -181,6 +219,45 @@ def pretrain(
     }
     _save_atomically(path, evaluator, generator, metrics, world, seed, config)
     return Pretrained(evaluator, generator, metrics, path, cache_hit=False, world=world)
+
+
+def _bar(progress: bool | None, total: int, stage: str, unit: str):
+    """A tqdm bar for one offline stage (its ETA is the stage's own: every unit costs about
+    the same); ``progress=None`` shows it only on a terminal, False never."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"pretraining: {stage}", unit=unit, leave=False,
+                disable=None if progress is None else not progress)
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path, say):
+    """Hold the entry's lock file while building it (released if the process dies)."""
+    from filelock import FileLock, Timeout
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"cannot create the pretraining cache folder {path.parent} ({exc}); pass "
+                      "a writable cache dir (cache_dir= / --cache-dir)") from exc
+    lock = FileLock(str(path.parent / f"{path.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        say(f"another process is building {path}; waiting for it")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Delete what interrupted builds of this entry left (temporary and replaced folders).
+    Called with the entry's lock held, so no live build owns them."""
+    for pattern in (f"{path.name}.tmp-*", f"{path.name}.broken-*"):
+        for leftover in path.parent.glob(pattern):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _as_model_data(requests: dict) -> dict:
@@ -198,6 +275,9 @@ def _position_baseline_auc(train: dict, held: dict) -> float:
 
 
 def _save_atomically(path: Path, evaluator, generator, metrics, world, seed, config) -> None:
+    """Write the entry into a temporary folder, then rename it into place; a broken entry at
+    ``path`` is renamed aside first and deleted once the new one is in place. ``metrics.json``
+    is written last: an entry without it is incomplete by definition."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=path.name + ".tmp-", dir=path.parent))
     try:
@@ -206,27 +286,39 @@ def _save_atomically(path: Path, evaluator, generator, metrics, world, seed, con
         (tmp / "world.json").write_text(json.dumps(world.to_dict(), indent=1))
         (tmp / "train.json").write_text(json.dumps(
             {"seed": seed, **dataclasses.asdict(config)}, indent=1))
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        try:
-            os.replace(tmp, path)
-        except OSError:  # another process finished first: keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
+        broken = None
+        if path.exists():
+            broken = path.with_name(f"{path.name}.broken-{os.getpid()}")
+            os.replace(path, broken)
+        os.replace(tmp, path)
+        if broken is not None:
+            shutil.rmtree(broken, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def _load(path: Path, world: WorldConfig) -> Pretrained:
+def _try_load(path: Path, world: WorldConfig) -> tuple[Pretrained | None, str | None]:
+    """(the entry, None) if complete and verified; (None, what is wrong) if it exists but is
+    not; (None, None) if there is none."""
+    if not path.exists():
+        return None, None
+    if not (path / METRICS_FILE).is_file():
+        return None, f"incomplete ({METRICS_FILE} is missing: a build was interrupted)"
+    try:
+        metrics = json.loads((path / METRICS_FILE).read_text())
+        if not isinstance(metrics, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        return None, f"corrupt ({path / METRICS_FILE} is unreadable: {exc})"
     try:
         evaluator = ev.load(path / "evaluator")
         generator = gen.load(path / "generator")
-        metrics = json.loads((path / "metrics.json").read_text())
-    except (ev.CheckpointError, gen.CheckpointError):
-        raise
-    except Exception as exc:
-        raise ev.CheckpointError(
-            f"pretrained cache {path} is unreadable ({exc}); delete that folder and run again "
-            "to retrain") from exc
+    except ev.CheckpointError as exc:
+        return None, f"corrupt ({exc})"
+    except (OSError, ValueError) as exc:
+        return None, f"unreadable ({type(exc).__name__}: {exc})"
     evaluator.eval()
     generator.eval()
-    return Pretrained(evaluator, generator, metrics, path, cache_hit=True, world=world)
+    return Pretrained(evaluator, generator, metrics, path, cache_hit=True, world=world), None

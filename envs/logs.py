@@ -96,6 +96,7 @@ def generate_logs(
     batch_size: int = 500,
     noise: float = 3.0,
     epsilon: float = 0.1,
+    on_batch=None,
     **world_overrides,
 ) -> LoggedData:
     """Generate ``n_requests`` logged requests from the pre-drift world of ``scenario``."""
@@ -123,6 +124,8 @@ def generate_logs(
         parts["clicks"].append(out["clicks"])
         parts["request_id"].append(out["request_id"])
         conv_events.append(out["conversions"])
+        if on_batch is not None:  # progress reporting (a bar's update)
+            on_batch()
     # conversions still pending at the end have happened but not been reported: logs only
     # contain what was reported by the end of the logging window, as in production
     requests = {k: np.concatenate(v)[:n_requests] for k, v in parts.items()}

@@ -43,7 +43,11 @@ def _sha256(path: Path) -> str:
 
 
 def _fix(path_dir: Path) -> str:
-    return f"delete the directory {path_dir} (it is a cache) and rebuild the checkpoint"
+    """What to do about an unusable checkpoint folder, in terms of where it came from."""
+    return (f"if {path_dir} is in driftrank's pretraining cache, run the command again: "
+            "driftrank verifies cache entries and rebuilds a broken one by itself; if you saved "
+            f"it yourself, save the model again (driftrank.evaluator.save / "
+            f"driftrank.generator.save) or point to another folder")
 
 
 def save_checkpoint(model: nn.Module, config, path_dir, kind: str) -> Path:
@@ -81,8 +85,8 @@ def load_checkpoint(path_dir, kind: str, config_cls, model_cls) -> nn.Module:
     for p in (config_path, state_path):
         if not p.is_file():
             raise CheckpointError(
-                f"no {kind} checkpoint in {path_dir}: {p.name} is missing; "
-                f"save one with driftrank.{kind}.checkpoint.save(...) first"
+                f"no {kind} checkpoint in {path_dir}: {p.name} is missing (a save that was "
+                f"interrupted, or not a checkpoint folder); {_fix(path_dir)}"
             )
     try:
         meta = json.loads(config_path.read_text())

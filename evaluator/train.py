@@ -59,6 +59,7 @@ def train_evaluator(
     *,
     weight_decay: float = 0.0,
     valid: Mapping | None = None,
+    on_epoch=None,
 ) -> dict:
     """Train ``model`` in place on the logged batch ``data``; return metrics.
 
@@ -103,6 +104,8 @@ def train_evaluator(
                 total += float(loss.detach()) * len(idx)
                 count += len(idx)
             losses.append(total / max(count, 1))
+            if on_epoch is not None:  # progress reporting (a bar's update)
+                on_epoch()
     model.eval()
     metrics = {f"train_{k}": v for k, v in evaluate_logged(model, data).items()}
     out = {

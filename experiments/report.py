@@ -4,16 +4,18 @@ Writes ``report.md`` and one ``reward_<scenario>.png`` per scenario into the run
 ``out_dir``):
 
 - **Summary**: per scenario x agent, the mean over seeds and a 95% t-interval of reward,
-  CTR and regret per request, and of act() latency p50/p99 (ms per call). Per seed a cell's
-  value is the request-weighted mean over its windows (for latency: of the per-window
-  percentiles).
+  CTR and regret per request, and of act() latency p50/p99 (ms per call; geometric mean, the
+  interval on the log scale, so it stays positive). Per seed a cell's value is the
+  request-weighted mean over its windows (for latency: of the per-window percentiles).
 - **Reward over time**: reward per request per window (mean over seeds, band = 95% interval),
-  regret below it; drift events are vertical lines (abrupt shifts and recall shifts drawn and
-  labelled; catalog churn marked as ticks along the bottom, there are too many to draw).
-- **Recovery after each abrupt shift**: requests from the shift until the agent's regret per
-  request is back within 5% of its pre-shift level (the mean of the last up to 3 windows that
-  end before the shift), at window resolution; "not recovered" if that does not happen before
-  the next shift or the end of the run.
+  regret below it, the adaptation headroom below that when it can be measured; drift events
+  are vertical lines (abrupt shifts and recall shifts drawn and labelled; catalog churn marked
+  as ticks along the bottom, there are too many to draw).
+- **Recovery after each abrupt shift**, measured from the shift tick (see :func:`recovery`):
+  "no drop" when there was nothing to recover from, else the requests until regret is back
+  within 5% (relative) of the level just before the shift, or "not recovered".
+- **Adaptation headroom**: ``oracle - stale-oracle`` per window and after the first drift event,
+  and each agent's gain over ``static`` as a share of it (needs those agents in the grid).
 - **Paired differences vs ``static``** (the same seed and scenario, so common random numbers
   cancel most of the noise): mean and 95% interval of the per-seed differences. If ``static``
   is not in the grid, the first agent is the baseline, and the report says so.
@@ -26,6 +28,7 @@ config keys in which they differ (the full configs are listed at the end).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +40,8 @@ from .results import load_results
 from .runner import parse_events
 
 BASELINE = "static"
+HEADROOM_HIGH = "oracle"  # greedy on the world's current truth
+HEADROOM_LOW = "stale-oracle"  # greedy on the truth frozen at the episode's start
 RECOVERY_TOLERANCE = 0.05
 PRE_SHIFT_WINDOWS = 3
 
@@ -74,6 +79,19 @@ def mean_ci(values) -> tuple[float, float, float, int]:
         return m, math.nan, math.nan, n
     half = t975(n - 1) * float(x.std(ddof=1)) / math.sqrt(n)
     return m, m - half, m + half, n
+
+
+def log_mean_ci(values) -> tuple[float, float, float, int]:
+    """Geometric mean and 95% interval of a positive quantity (latency), from a t-interval on
+    the log scale: the bounds stay positive and the skew of timing data is respected."""
+    x = np.asarray(list(values), dtype=float)
+    x = x[np.isfinite(x) & (x > 0)]
+    m, lo, hi, n = mean_ci(np.log(x))
+    return math.exp(m) if n else math.nan, math.exp(lo), math.exp(hi), n
+
+
+#: columns summarised on the log scale (positive and skewed)
+LOG_SCALE = ("act_p50_ms", "act_p99_ms")
 
 
 def _fmt(v: float, digits: int) -> str:
@@ -148,43 +166,194 @@ def _events(df: pd.DataFrame) -> list[tuple[str, int]]:
 
 
 # ---------------------------------------------------------------------------------- recovery
-def recovery(windows: pd.DataFrame, shift: int, next_shift: float = math.inf) -> float | None:
-    """Requests from ``shift`` until regret is back within 5% of the pre-shift level.
+@dataclass(frozen=True)
+class Recovery:
+    """One cell's response to one abrupt shift.
 
-    ``windows``: one cell's rows sorted by window. Returns ``None`` if the agent does not
-    recover before ``next_shift`` or the end of the run, NaN if there is no pre-shift window.
+    ``status`` is ``"no baseline"`` (no complete window before the shift), ``"no drop"`` (the
+    first window wholly after the shift is already within the tolerance: nothing to recover
+    from), ``"recovered"`` (``requests`` from the shift tick to the end of the first window
+    back within it) or ``"not recovered"`` (not before the next shift or the end of the run).
+    """
+
+    status: str
+    baseline: float = math.nan  # request-weighted regret/request of the baseline windows
+    after: float = math.nan  # regret/request of the first window wholly after the shift
+    requests: float = math.nan  # requests from the shift tick to the recovery window's end
+
+
+def recovery(windows: pd.DataFrame, shift: int, next_shift: float = math.inf) -> Recovery:
+    """How one cell (its rows sorted by window) responds to the abrupt shift at ``shift``.
+
+    Measured from the shift *tick*: the window that contains the shift is mostly one side or
+    the other, so it belongs to neither. The baseline is the last
+    :data:`PRE_SHIFT_WINDOWS` windows that end at or before the shift (the level the agent had
+    just before it, not its level since the start); a window is back when its regret per request
+    is within :data:`RECOVERY_TOLERANCE` of the baseline, relative (a 5% rise means the same
+    thing whatever the agent's regret level is).
     """
     pre = windows[windows["tick_end"] <= shift].tail(PRE_SHIFT_WINDOWS)
     if pre.empty:
-        return math.nan
+        return Recovery("no baseline")
     base = float(np.average(pre["regret_per_request"], weights=pre["requests"]))
     threshold = base + max(RECOVERY_TOLERANCE * abs(base), 1e-9)
-    post = windows[(windows["tick_end"] > shift) & (windows["tick_start"] < next_shift)]
+    post = windows[(windows["tick_start"] >= shift) & (windows["tick_start"] < next_shift)]
+    if post.empty:
+        return Recovery("no baseline", base)  # nothing wholly after the shift to compare
+    after = float(post["regret_per_request"].iloc[0])
+    if after <= threshold:
+        return Recovery("no drop", base, after)
     hit = post[post["regret_per_request"] <= threshold]
     if hit.empty:
-        return None
-    return float(hit["tick_end"].iloc[0] - shift)
+        return Recovery("not recovered", base, after)
+    return Recovery("recovered", base, after, float(hit["tick_end"].iloc[0] - shift))
 
 
 def recovery_table(df: pd.DataFrame, labels: list[str]) -> list[list[str]]:
+    """Rows: scenario, shift tick, agent, regret before -> first window after, requests to
+    recover (mean [95% interval] over the seeds that dropped and recovered), seed counts."""
     rows = []
     for scenario, sdf in df.groupby("scenario", sort=False):
         shifts = [t for kind, t in _events(sdf) if kind == "abrupt"]
         for i, shift in enumerate(shifts):
             nxt = shifts[i + 1] if i + 1 < len(shifts) else math.inf
             for label in _order(sdf["label"], labels):
-                values = []
-                for _, cell in sdf[sdf["label"] == label].groupby("seed"):
-                    values.append(recovery(cell.sort_values("window"), shift, nxt))
-                if all(v is not None and math.isnan(v) for v in values):
-                    continue  # shift before the first complete window: nothing to compare to
-                got = [v for v in values if v is not None and not math.isnan(v)]
+                got = [recovery(cell.sort_values("window"), shift, nxt)
+                       for _, cell in sdf[sdf["label"] == label].groupby("seed")]
+                got = [r for r in got if r.status != "no baseline"]
                 if not got:
+                    continue  # shift before the first complete window: nothing to compare to
+                dropped = [r for r in got if r.status != "no drop"]
+                back = [r.requests for r in dropped if r.status == "recovered"]
+                if not dropped:
+                    text = "no drop"
+                elif not back:
                     text = "not recovered"
                 else:
-                    m, lo, hi, _ = mean_ci(got)
-                    text = fmt_ci(m, lo, hi, 0)
-                rows.append([scenario, f"{shift:,}", label, text, f"{len(got)}/{len(values)}"])
+                    text = fmt_ci(*mean_ci(back)[:3], digits=0)
+                before = fmt_ci(*mean_ci([r.baseline for r in got])[:3], digits=3)
+                after = fmt_ci(*mean_ci([r.after for r in got])[:3], digits=3)
+                rows.append([scenario, f"{shift:,}", label, before, after, text,
+                             f"{len(dropped)}/{len(got)}", f"{len(back)}/{len(dropped)}"])
+    return rows
+
+
+# ---------------------------------------------------------------------------------- headroom
+def _agent_label(df: pd.DataFrame, agent: str, labels: list[str]) -> str | None:
+    """The first label (in report order) whose registry name is ``agent``."""
+    present = df.loc[df["agent"] == agent, "label"]
+    order = _order(present, labels)
+    return order[0] if order else None
+
+
+def first_event_tick(sdf: pd.DataFrame) -> int | None:
+    """Tick of the first drift event of any kind in a scenario's rows (None: no event)."""
+    events = _events(sdf)
+    return min(t for _, t in events) if events else None
+
+
+def _after(cells: pd.DataFrame, tick: int | None) -> pd.Series:
+    """Per seed: request-weighted expected reward per request over the windows that start at
+    or after ``tick`` (all windows if ``tick`` is None)."""
+    rows = cells if tick is None else cells[cells["tick_start"] >= tick]
+    w = rows["requests"].astype(float)
+    num = (rows["expected_reward"] * w).groupby(rows["seed"]).sum()
+    return num / w.groupby(rows["seed"]).sum()
+
+
+def paired(a: pd.Series, b: pd.Series) -> pd.Series:
+    """``a - b`` on the keys (seeds) both hold: paired, never matched by position."""
+    keys = a.index.intersection(b.index)
+    return a.loc[keys] - b.loc[keys]
+
+
+def headroom_by_window(sdf: pd.DataFrame, labels: list[str]) -> pd.DataFrame | None:
+    """Per window: oracle minus stale-oracle expected reward per request, paired by seed, mean
+    and 95% interval over seeds. None if either agent is missing."""
+    hi_label = _agent_label(sdf, HEADROOM_HIGH, labels)
+    lo_label = _agent_label(sdf, HEADROOM_LOW, labels)
+    if hi_label is None or lo_label is None:
+        return None
+    hi = sdf[sdf["label"] == hi_label].set_index(["window", "seed"])
+    lo = sdf[sdf["label"] == lo_label].set_index(["window", "seed"])
+    diff = paired(hi["expected_reward"], lo["expected_reward"])
+    ticks = hi[["tick_start", "tick_end"]].groupby(level="window").first()
+    rows = []
+    for window, d in diff.groupby(level="window"):
+        m, low, high, n = mean_ci(d)
+        rows.append({"window": window, "tick_start": ticks.loc[window, "tick_start"],
+                     "tick_end": ticks.loc[window, "tick_end"], "headroom": m, "lo": low,
+                     "hi": high, "seeds": n})
+    return pd.DataFrame(rows)
+
+
+def headroom_tables(df: pd.DataFrame, labels: list[str], scenarios: list[str]):
+    """(headroom rows, gain rows, scenarios lacking the two reference agents).
+
+    Headroom = oracle - stale-oracle (expected reward per request, paired by seed) over the
+    whole run and over the windows wholly after the first drift event. Each other agent's gain
+    over ``static`` on the same windows, and that gain as a share of the headroom (a ratio of
+    the means over seeds; "n/a" where the headroom's interval does not exclude zero)."""
+    head_rows, gain_rows, lacking = [], [], []
+    for scenario in scenarios:
+        sdf = df[df["scenario"] == scenario]
+        hi_label = _agent_label(sdf, HEADROOM_HIGH, labels)
+        lo_label = _agent_label(sdf, HEADROOM_LOW, labels)
+        if hi_label is None or lo_label is None:
+            lacking.append(scenario)
+            continue
+        t0 = first_event_tick(sdf)
+        cells = {lab: sdf[sdf["label"] == lab] for lab in _order(sdf["label"], labels)}
+        whole = mean_ci(paired(_after(cells[hi_label], None), _after(cells[lo_label], None)))
+        if t0 is None:
+            after = (math.nan, math.nan, math.nan, 0)
+        else:
+            after = mean_ci(paired(_after(cells[hi_label], t0), _after(cells[lo_label], t0)))
+        head_rows.append([scenario, "none" if t0 is None else f"{t0:,}",
+                          fmt_ci(*whole[:3], digits=4), fmt_ci(*after[:3], digits=4),
+                          str(after[3] if t0 is not None else whole[3])])
+        base_label = _agent_label(sdf, BASELINE, labels)
+        if base_label is None:
+            continue
+        ref = whole if t0 is None else after
+        for label, cell in cells.items():
+            if label in (base_label, hi_label, lo_label):
+                continue
+            gain = mean_ci(paired(_after(cell, t0), _after(cells[base_label], t0)))
+            share = (f"{gain[0] / ref[0]:.0%}" if np.isfinite(ref[1]) and ref[1] > 0
+                     else "n/a")
+            gain_rows.append([scenario, label, fmt_ci(*gain[:3], digits=4), share,
+                              str(gain[3])])
+    return head_rows, gain_rows, lacking
+
+
+# ---------------------------------------------------------------------------------- pairs
+PAIRED_COLUMNS = ("reward_per_request", "ctr", "regret_per_request")
+
+
+def paired_differences(cells: pd.DataFrame, labels: list[str], scenarios: list[str],
+                       baseline: str) -> list[list[str]]:
+    """Rows: scenario, agent, then per :data:`PAIRED_COLUMNS` the mean [95% interval] over
+    seeds of *agent minus baseline*, each difference taken within one seed (the same users,
+    candidates and drift: common random numbers cancel), and the number of paired seeds."""
+    rows = []
+    for scenario in scenarios:
+        sc = cells[cells["scenario"] == scenario].set_index(["label", "seed"])
+        if baseline not in sc.index.get_level_values(0):
+            continue
+        base = sc.loc[baseline]
+        for label in _order(sc.index.get_level_values(0), labels):
+            if label == baseline:
+                continue
+            other = sc.loc[label]
+            seeds = base.index.intersection(other.index)
+            if seeds.empty:
+                continue
+            row = [scenario, label]
+            for col in PAIRED_COLUMNS:
+                row.append(fmt_ci(*mean_ci(paired(other[col], base[col]))[:3], digits=4))
+            row.append(str(len(seeds)))
+            rows.append(row)
     return rows
 
 
@@ -196,8 +365,20 @@ def plot_scenario(df: pd.DataFrame, scenario: str, labels: list[str], path: Path
     import matplotlib.pyplot as plt
 
     sdf = df[df["scenario"] == scenario]
-    fig, (ax_r, ax_g) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True,
-                                     gridspec_kw={"height_ratios": [3, 2]})
+    head = headroom_by_window(sdf, labels)
+    ratios = [3, 2] + ([2] if head is not None else [])
+    fig, axes = plt.subplots(len(ratios), 1, figsize=(9, 2.2 + 1.7 * len(ratios)), sharex=True,
+                             gridspec_kw={"height_ratios": ratios})
+    ax_r, ax_g = axes[0], axes[1]
+    if head is not None:
+        ax_h = axes[2]
+        x = (head["tick_start"] + head["tick_end"]) / 2
+        ax_h.plot(x, head["headroom"], color="k", lw=1.5)
+        if np.isfinite(head["lo"]).any():
+            ax_h.fill_between(x, head["lo"], head["hi"], color="k", alpha=0.15, lw=0)
+        ax_h.axhline(0, color="0.5", lw=0.8)
+        ax_h.set_ylabel(f"headroom\n({HEADROOM_HIGH} - {HEADROOM_LOW})")
+        ax_h.grid(alpha=0.3)
     for label in _order(sdf["label"], labels):
         ldf = sdf[sdf["label"] == label]
         for ax, col in ((ax_r, "reward_per_request"), (ax_g, "regret_per_request")):
@@ -213,7 +394,7 @@ def plot_scenario(df: pd.DataFrame, scenario: str, labels: list[str], path: Path
     marked = set()
     for kind, tick in _events(sdf):
         if kind == "churn":
-            for ax in (ax_r, ax_g):
+            for ax in axes:
                 ax.plot([tick], [0], marker="|", color="0.5", ms=8, clip_on=False,
                         transform=ax.get_xaxis_transform(),
                         label="churn" if ax is ax_r and "churn" not in marked else None)
@@ -221,13 +402,13 @@ def plot_scenario(df: pd.DataFrame, scenario: str, labels: list[str], path: Path
             continue
         style = {"abrupt": ("tab:red", "--"), "recall_shift": ("tab:purple", ":")}.get(
             kind, ("0.3", "-."))
-        for ax in (ax_r, ax_g):
+        for ax in axes:
             ax.axvline(tick, color=style[0], ls=style[1], lw=1.2,
                        label=f"{kind} shift" if ax is ax_r and kind not in marked else None)
         marked.add(kind)
     ax_r.set_ylabel("reward per request")
     ax_g.set_ylabel("regret per request")
-    ax_g.set_xlabel("requests served (simulated ticks)")
+    axes[-1].set_xlabel("requests served (simulated ticks)")
     ax_r.set_title(f"{scenario}: reward over time (mean over seeds, band = 95% interval)")
     ax_r.legend(fontsize=8, loc="best")
     ax_r.grid(alpha=0.3)
@@ -239,8 +420,10 @@ def plot_scenario(df: pd.DataFrame, scenario: str, labels: list[str], path: Path
 
 
 # ---------------------------------------------------------------------------------- report
-def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Write ``report.md`` and the plots for ``run_dir``; return the report's path."""
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
+                 plots: bool = True) -> Path:
+    """Write ``report.md`` and (unless ``plots`` is False) the plots for ``run_dir``; return
+    the report's path."""
     run_dir = Path(run_dir)
     df = load_results(run_dir)
     spec = store.read_grid_spec(run_dir)
@@ -270,7 +453,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     missing = sorted(set(expected or []) - set(df["cell_id"]) - {f["cell_id"] for f in failures})
     lines.append(f"Cells with results: {n_cells}; failed: {len(failures)}; not run yet: "
                  f"{len(missing)}.")
-    lines += ["", "Intervals are 95% t-intervals over seeds (none with a single seed).", ""]
+    lines += ["", "Intervals are 95% t-intervals over seeds (none with a single seed); latencies "
+              "are geometric means with the interval taken on the log scale. Per seed, a cell's "
+              "value is the request-weighted mean over its windows.", ""]
 
     # summary
     lines += ["## Summary", ""]
@@ -281,7 +466,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
             lc = sc[sc["label"] == label]
             row = [label]
             for col in METRICS:
-                row.append(fmt_ci(*mean_ci(lc[col])[:3], digits=3))
+                stat = log_mean_ci if col in LOG_SCALE else mean_ci
+                row.append(fmt_ci(*stat(lc[col])[:3], digits=3))
             row.append(str(len(lc)))
             rows.append(row)
         lines += [f"### {scenario}", "",
@@ -289,23 +475,55 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
 
     # plots
     lines += ["## Reward over time", ""]
-    for scenario in scenarios:
+    for scenario in scenarios if plots else []:
         name = f"reward_{slug(scenario)}.png"
         plot_scenario(df, scenario, labels, out / name)
         lines += [f"![{scenario}]({name})", ""]
 
     # recovery
     lines += ["## Recovery after abrupt shifts", "",
-              f"Requests from the shift until regret per request is back within "
-              f"{RECOVERY_TOLERANCE:.0%} of its level in the last {PRE_SHIFT_WINDOWS} windows "
-              "before the shift (window resolution; mean [95% interval] over the seeds that "
-              "recovered).", ""]
+              "Measured from the shift tick; the window that contains the shift counts on neither "
+              f"side. Baseline: the request-weighted regret per request of the last "
+              f"{PRE_SHIFT_WINDOWS} windows that end before the shift. An agent *drops* if the "
+              f"first window wholly after the shift is more than {RECOVERY_TOLERANCE:.0%} "
+              "(relative) above its baseline; it has *recovered* at the end of the first later "
+              "window back within that tolerance, before the next shift or the end of the run "
+              "(window resolution; mean [95% interval] over the seeds that recovered).", ""]
     rec = recovery_table(df, labels)
     if rec:
-        lines += [_md_table(["scenario", "shift at", "agent", "requests to recover",
-                             "seeds recovered"], rec), ""]
+        lines += [_md_table(["scenario", "shift at", "agent", "regret before", "regret after",
+                             "requests to recover", "seeds dropped", "dropped seeds recovered"],
+                            rec), ""]
     else:
         lines += ["No abrupt shift fired after the first window in these runs.", ""]
+
+    # headroom
+    lines += ["## Adaptation headroom", "",
+              f"`{HEADROOM_HIGH}` minus `{HEADROOM_LOW}` (true expected reward per request, "
+              "paired by seed): what a ranker that knows the world but never updates loses, "
+              "over the whole run and over the windows wholly after the first drift event. "
+              f"Gains are each agent minus `{BASELINE}` on the same windows.", ""]
+    head, gains, lacking = headroom_tables(df, labels, scenarios)
+    if head:
+        lines += [_md_table(["scenario", "first drift event at", "headroom (whole run)",
+                             "headroom after first event", "seeds"], head), ""]
+    if gains:
+        lines += [_md_table(["scenario", "agent", f"gain over {BASELINE}", "share of headroom",
+                             "seeds"], gains), ""]
+    elif head:
+        lines += [f"(gains need `{BASELINE}` and another agent in the grid)", ""]
+    if lacking:
+        lines += [f"Headroom needs `{HEADROOM_HIGH}` and `{HEADROOM_LOW}` in the grid "
+                  f"(missing for: {', '.join(lacking)}).", ""]
+    for scenario in scenarios:
+        per = headroom_by_window(df[df["scenario"] == scenario], labels)
+        if per is None:
+            continue
+        rows = [[str(r.window), f"{int(r.tick_start):,}", f"{int(r.tick_end):,}",
+                 fmt_ci(r.headroom, r.lo, r.hi, 4)] for r in per.itertuples()]
+        lines += [f"<details><summary>{scenario}: headroom per window</summary>", "",
+                  _md_table(["window", "tick start", "tick end", "headroom"], rows), "",
+                  "</details>", ""]
 
     # paired differences
     agent_of = dict(zip(df["label"], df["agent"], strict=True))
@@ -316,25 +534,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
                   f"agent, `{baseline}`.", ""]
     lines += ["Per seed and scenario, agent minus baseline (same users, candidates and drift); "
               "mean [95% interval] over seeds.", ""]
-    rows = []
-    for scenario in scenarios:
-        sc = cells[cells["scenario"] == scenario].set_index(["label", "seed"])
-        if baseline not in sc.index.get_level_values(0):
-            continue
-        base = sc.loc[baseline]
-        for label in _order(sc.index.get_level_values(0), labels):
-            if label == baseline:
-                continue
-            other = sc.loc[label]
-            seeds = base.index.intersection(other.index)
-            if seeds.empty:
-                continue
-            row = [scenario, label]
-            for col in ("reward_per_request", "ctr", "regret_per_request"):
-                diff = other.loc[seeds, col] - base.loc[seeds, col]
-                row.append(fmt_ci(*mean_ci(diff)[:3], digits=4))
-            row.append(str(len(seeds)))
-            rows.append(row)
+    rows = paired_differences(cells, labels, scenarios, baseline)
     if rows:
         lines += [_md_table(["scenario", "agent", "Δ reward/req", "Δ CTR", "Δ regret/req",
                              "paired seeds"], rows), ""]

@@ -32,6 +32,8 @@ def train_imitation(
     batch_size: int = 128,
     lr: float = 3e-3,
     seed: int = 0,
+    *,
+    on_epoch=None,
 ) -> dict:
     """Train ``model`` in place by teacher-forced cross-entropy; return metrics.
 
@@ -66,6 +68,8 @@ def train_imitation(
             opt.step()
             total += float(loss.detach()) * len(idx)
         losses.append(total / max(n, 1))
+        if on_epoch is not None:  # progress reporting (a bar's update)
+            on_epoch()
     model.eval()
     return {
         "loss": losses,

@@ -61,6 +61,7 @@ def train_policy_gradient(
     weights=None,
     entropy_coef: float = 0.0,
     imitation_coef: float = 0.0,
+    on_step=None,
 ) -> dict:
     """Train ``model`` in place for ``steps`` updates; return metrics.
 
@@ -125,6 +126,8 @@ def train_policy_gradient(
             opt.step()
             rewards.append(float(r.sum(1).mean()))
             behaviour.append(float(base[:, 0].mean()))
+            if on_step is not None:  # progress reporting (a bar's update)
+                on_step()
     finally:
         model.eval()
         if hasattr(evaluator, "train"):

@@ -328,3 +328,43 @@ def test_warm_start_learns_from_offline_logs_then_forgets_per_user_time():
     assert warm.now == -1 and warm.requests_seen == 0
     assert any(not torch.equal(a, b) for a, b in zip(_params(cold), _params(warm),
                                                      strict=True))
+
+
+def test_td_loss_uses_the_double_dqn_target_online_chooses_target_values(env_obs):
+    """The loss the agent trains on: Huber(Q_W(s, a), r + gamma * Q_W'(s', argmax Q_W(s', .)))
+    computed by hand from the two nets; the plain DQN target (max of W') gives another value."""
+    config, obs = env_obs
+    agent = DRNAgent(AgentContext(world=config, seed=0), period=10_000, gamma=0.9)
+    with torch.no_grad():  # a target net that disagrees with the online net
+        gen = torch.Generator().manual_seed(5)
+        for p in agent.target.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.5)
+    b, n = 32, config.n_candidates
+    rng = np.random.default_rng(1)
+    agent.items.update(np.arange(config.n_items),
+                       rng.random((config.n_items, config.item_feature_dim), np.float32))
+    batch = {
+        "user": obs["user"][:b], "context": obs["context"][:b], "ids": obs["candidate_ids"][:b],
+        "action": rng.integers(0, n, b), "reward": rng.random(b).astype(np.float32),
+        "done": np.arange(b) % 4 == 0, "next_user": obs["user"][b:2 * b],
+        "next_context": obs["context"][b:2 * b], "next_ids": obs["candidate_ids"][b:2 * b],
+    }
+    f = torch.as_tensor
+    with torch.no_grad():
+        items, next_items = (f(agent.items.lookup(batch[k])) for k in ("ids", "next_ids"))
+        q = agent.online(f(batch["user"]), f(batch["context"]), items)[0]
+        q_sa = q[torch.arange(b), f(batch["action"])]
+        nxt = (f(batch["next_user"]), f(batch["next_context"]), next_items)
+        q_online, q_target = agent.online(*nxt)[0], agent.target(*nxt)[0]
+        keep = 1.0 - f(batch["done"]).float()
+        chosen = q_target[torch.arange(b), q_online.argmax(1)]
+        double = torch.nn.functional.smooth_l1_loss(q_sa, f(batch["reward"]) + 0.9 * keep * chosen)
+        plain = torch.nn.functional.smooth_l1_loss(
+            q_sa, f(batch["reward"]) + 0.9 * keep * q_target.max(1).values)
+    assert (q_online.argmax(1) != q_target.argmax(1)).any()  # the two targets differ here
+    assert abs(float(double) - float(plain)) > 1e-3
+    loss = agent.td_loss(batch)
+    assert float(loss.detach()) == pytest.approx(float(double), rel=1e-5)
+    loss.backward()  # and it trains the online net only
+    assert all(p.grad is None for p in agent.target.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.online.parameters())

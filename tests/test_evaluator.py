@@ -269,7 +269,8 @@ def test_corrupt_or_mismatched_checkpoint_raises_clear_error(tmp_path):
     state = d / "model.pt"
     raw = state.read_bytes()
     state.write_bytes(raw[: len(raw) // 2])  # truncated
-    with pytest.raises(CheckpointError, match=r"model\.pt.*delete the directory"):
+    with pytest.raises(CheckpointError,
+                       match=r"model\.pt.*pretraining cache, run the command again"):
         load(d)
 
     d2 = save(model, model.config, tmp_path / "ev2")

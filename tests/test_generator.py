@@ -274,7 +274,8 @@ def test_checkpoint_round_trip_and_corrupt_file(tmp_path):
         enc_b, h_b = loaded.encode(user, cand, ids)
     assert torch.equal(enc_a, enc_b) and torch.equal(h_a, h_b)
     (d / "model.pt").write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match=r"model\.pt.*delete the directory"):
+    with pytest.raises(CheckpointError,
+                       match=r"model\.pt.*pretraining cache, run the command again"):
         load(d)
     from driftrank.evaluator import load as load_evaluator
 

@@ -1,4 +1,5 @@
-"""The offline phase on the real world: metrics, determinism, cache, corrupt checkpoints."""
+"""The offline phase on the real world: metrics, determinism, the cache (its repairs are in
+test_pretrained_cache.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import torch
 
 from driftrank.agents.pretrained import PretrainConfig, pretrain
 from driftrank.envs import make_config
-from driftrank.evaluator import CheckpointError
 from driftrank.experiments.truth_metrics import truth_metrics
 
 # the v1 control world (features reveal the current taste): the pipeline's margins are measured
@@ -46,10 +46,3 @@ def test_same_seed_same_weights_and_the_cache_is_hit(trained, tmp_path):
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
     hit = pretrain(WORLD, config=CONFIG, cache_dir=tmp_path)
     assert hit.cache_hit and hit.path == again.path
-
-
-def test_corrupt_checkpoint_gives_a_clear_error(trained, tmp_path):
-    first = pretrain(WORLD, config=CONFIG, cache_dir=tmp_path)
-    (first.path / "evaluator" / "model.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="delete"):
-        pretrain(WORLD, config=CONFIG, cache_dir=tmp_path)

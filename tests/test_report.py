@@ -21,7 +21,7 @@ def tiny_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     spec = GridSpec(scenarios=["stationary", "abrupt-shift"], agents=["random", "oracle"],
                     seeds=[0, 1], requests=2000, batch=100, window=500, world=dict(WORLD),
-                    scenario_world={"abrupt-shift": {"abrupt_times": [1000]}})
+                    scenario_world={"abrupt-shift": {"abrupt_times": [1250]}})
     run_grid(spec, run_dir, progress=False)
     return run_dir
 
@@ -40,19 +40,25 @@ def test_report_has_table_plots_recovery_and_pairs(tiny_run):
         assert png.read_bytes()[:8] == PNG_MAGIC
         assert f"]({png.name})" in text
     assert "## Recovery after abrupt shifts" in text
-    assert "| abrupt-shift | 1,000 | oracle |" in text
+    # the shift at 1,250 is mid-window (windows of 500): oracle has nothing to recover from
+    oracle = [line for line in text.splitlines() if line.startswith("| abrupt-shift | 1,250 |")
+              and "| oracle |" in line]
+    assert len(oracle) == 1 and oracle[0].endswith("| no drop | 0/2 | 0/0 |")
     # no `static` in the grid: paired against the first agent, and it says so
     assert "## Paired differences vs `random`" in text
     assert "`static` is not in this grid" in text
     assert "| stationary | oracle |" in text
 
 
-def _fake_cell(run_dir, label, seed, rewards, regrets, events=None, scenario="s"):
+def _fake_cell(run_dir, label, seed, rewards, regrets, events=None, scenario="s",
+               requests=None):
     n = len(rewards)
+    requests = np.full(n, 100) if requests is None else np.asarray(requests)
+    ends = np.cumsum(requests)
     df = pd.DataFrame({
         "cell_id": f"{scenario}.{label}.{seed}", "scenario": scenario, "agent": label,
-        "label": label, "seed": seed, "window": np.arange(n), "tick_start": np.arange(n) * 100,
-        "tick_end": np.arange(1, n + 1) * 100, "requests": 100,
+        "label": label, "seed": seed, "window": np.arange(n), "tick_start": ends - requests,
+        "tick_end": ends, "requests": requests,
         "reward_per_request": rewards, "ctr": np.asarray(rewards) / 10,
         "conversions_per_request": 0.0, "expected_reward": rewards,
         "reference_reward": np.asarray(rewards) + np.asarray(regrets),
@@ -71,23 +77,16 @@ def test_pairs_against_static_and_reports_failures(tmp_path):
                    [0.5, 0.9, 0.9, 0.9], events)
     store.write_failure(tmp_path, "s.broken.0", {"cell_id": "s.broken.0", "label": "broken",
                                                 "attempts": 2, "error": "ValueError: bad"})
-    text = write_report(tmp_path).read_text()
+    text = write_report(tmp_path, plots=False).read_text()
     assert "## Paired differences vs `static`" in text and "is not in this grid" not in text
     # fancy - static per seed: reward 1, 0, -1 -> mean 0; regret diff is the same every seed
     row = [line for line in text.splitlines() if line.startswith("| s | fancy |")][-1]
     assert row.split("|")[3].strip().startswith("0.0000 [")
-    assert "| s | 100 | fancy | 300 [300, 300] | 3/3 |" in text
-    assert "| s | 100 | static | not recovered | 0/3 |" in text
+    assert "| s | 100 | fancy | 0.500 [0.500, 0.500] | 0.900 [0.900, 0.900] | 300 [300, 300] " \
+        "| 3/3 | 3/3 |" in text
+    assert "| s | 100 | static | 0.500 [0.500, 0.500] | 0.900 [0.900, 0.900] | not recovered " \
+        "| 3/3 | 0/3 |" in text
     assert "s.broken.0" in text and "ValueError: bad" in text
-
-
-def test_recovery_definition():
-    w = pd.DataFrame({"window": range(6), "tick_start": [0, 100, 200, 300, 400, 500],
-                      "tick_end": [100, 200, 300, 400, 500, 600], "requests": 100,
-                      "regret_per_request": [1.0, 1.0, 3.0, 2.0, 1.04, 1.0]})
-    assert recovery(w, 200) == 300  # back within 5% of 1.0 at the end of window 4
-    assert recovery(w, 200, next_shift=400) is None  # not before the next shift
-    assert math.isnan(recovery(w, 0))  # no window before the shift
 
 
 def test_mean_ci():
@@ -116,3 +115,213 @@ def test_short_labels_keep_only_what_differs():
     short = short_labels({"agents": agents})
     assert [short[agent_label(a["name"], a["config"])] for a in agents] == [
         "static", "last(steps=1)", "last(steps=2)", "random"]
+
+
+# ------------------------------------------------------------------ hand-computed rows
+def _windows(regrets, size=100, requests=None):
+    n = len(regrets)
+    req = np.full(n, size) if requests is None else np.asarray(requests)
+    ends = np.cumsum(req)
+    return pd.DataFrame({"window": np.arange(n), "tick_start": ends - req, "tick_end": ends,
+                         "requests": req, "regret_per_request": regrets})
+
+
+def test_recovery_is_measured_from_the_shift_tick():
+    # shift at 350, inside window 3 [300, 400): that window belongs to neither side
+    w = _windows([0.5, 0.5, 0.5, 0.7, 0.9, 0.6, 0.51, 0.5])
+    r = recovery(w, 350)
+    assert r.status == "recovered" and r.requests == 700 - 350  # window 6 ends at 700
+    assert r.baseline == pytest.approx(0.5) and r.after == pytest.approx(0.9)
+    assert recovery(w, 350, next_shift=600).status == "not recovered"
+    assert recovery(w, 50).status == "no baseline"  # no window ends before the shift
+    # a spike in the mixed window only: the first window wholly after is back, no drop
+    assert recovery(_windows([0.0, 0.0, 0.0, 0.3, 0.0, 0.0]), 350).status == "no drop"
+    assert recovery(_windows([0.0] * 6), 350).status == "no drop"
+
+
+def test_recovery_tolerance_is_relative():
+    # baseline 2.0: +4% is within 5% (an absolute 0.05 would call it a drop)
+    assert recovery(_windows([2.0, 2.0, 2.0, 2.08, 2.08]), 300).status == "no drop"
+    # baseline 0.5: 0.54 is 8% above, not back (an absolute 0.05 would call it recovered)
+    r = recovery(_windows([0.5, 0.5, 0.5, 0.9, 0.54, 0.54]), 300)
+    assert r.status == "not recovered"
+    assert recovery(_windows([0.5, 0.5, 0.5, 0.9, 0.52]), 300).requests == 200
+
+
+def test_recovery_baseline_is_the_windows_just_before_the_shift():
+    # early windows were worse (1.0); the level just before the shift is 0.5 (last 3 windows)
+    w = _windows([1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.9, 0.7, 0.7])
+    r = recovery(w, 600)
+    assert r.baseline == pytest.approx(0.5)  # not the 0.75 of all six pre-shift windows
+    assert r.status == "not recovered"
+    # the baseline is request-weighted: (0.4 * 300 + 0.8 * 100) / 400 = 0.5
+    w = _windows([0.4, 0.8, 0.9, 0.5], requests=[300, 100, 100, 100])
+    assert recovery(w, 400).baseline == pytest.approx(0.5)
+
+
+def _acceptance_run(tmp_path):
+    """Shift at 350 with windows of 100: mid-window. oracle has no regret; random a high and
+    flat one (its regret moves by under 5%); static drops and never comes back."""
+    events = ["", "", "", "abrupt@350", "", "", "", ""]
+    for seed in (0, 1, 2):
+        _fake_cell(tmp_path, "oracle", seed, [3.0] * 8, [0.0] * 8, events)
+        _fake_cell(tmp_path, "random", seed, [1.0] * 8,
+                   [2.0, 2.0, 2.0, 2.02, 2.04, 2.01, 2.0, 2.03], events)
+        _fake_cell(tmp_path, "static", seed, [2.5] * 3 + [2.2] + [2.0] * 4,
+                   [0.5, 0.5, 0.5, 0.8, 1.0, 1.0, 0.9, 0.9], events)
+    return write_report(tmp_path, plots=False).read_text()
+
+
+def test_mid_window_shift_oracle_and_random_do_not_drop_static_does_not_recover(tmp_path):
+    text = _acceptance_run(tmp_path)
+    rows = {line.split("|")[3].strip(): line for line in text.splitlines()
+            if line.startswith("| s | 350 |")}
+    assert set(rows) == {"oracle", "random", "static"}
+    assert "| no drop | 0/3 | 0/0 |" in rows["oracle"]
+    assert "| no drop | 0/3 | 0/0 |" in rows["random"]
+    assert "| not recovered | 3/3 | 0/3 |" in rows["static"]
+
+
+def test_paired_differences_are_agent_minus_baseline_within_each_seed():
+    from driftrank.experiments.report import paired_differences
+
+    rows = []
+    for seed, base in zip((0, 1, 2), (1.0, 2.0, 4.0), strict=True):
+        rows += [("static", seed, base), ("better", seed, base + 0.5),
+                 ("worse", seed, base - 0.25)]
+    cells = pd.DataFrame(rows, columns=["label", "seed", "reward_per_request"])
+    cells["ctr"] = cells["reward_per_request"] / 10
+    cells["regret_per_request"] = 5.0 - cells["reward_per_request"]
+    cells["scenario"] = "s"
+    cells = cells.sample(frac=1.0, random_state=3)  # rows in no particular order
+    got = {r[1]: r for r in paired_differences(cells, ["static", "better", "worse"], ["s"],
+                                               "static")}
+    # per seed the difference is exactly +0.5 / -0.25: a zero-width interval. Unpaired
+    # (or misaligned) seeds would carry the seeds' spread (1, 2, 4) into the interval.
+    assert got["better"][2:] == ["0.5000 [0.5000, 0.5000]", "0.0500 [0.0500, 0.0500]",
+                                 "-0.5000 [-0.5000, -0.5000]", "3"]
+    assert got["worse"][2] == "-0.2500 [-0.2500, -0.2500]"
+
+
+def test_summary_means_are_weighted_by_requests(tmp_path):
+    from driftrank.experiments.report import cell_metrics
+
+    _fake_cell(tmp_path, "static", 0, [1.0, 1.0, 4.0], [0.2, 0.2, 0.8],
+               requests=[100, 100, 50])
+    df = store.load_results(tmp_path)
+    row = cell_metrics(df).iloc[0]
+    assert row["reward_per_request"] == pytest.approx((100 + 100 + 200) / 250)  # not 2.0
+    assert row["regret_per_request"] == pytest.approx((20 + 20 + 40) / 250)
+    assert row["requests"] == 250
+    text = write_report(tmp_path, plots=False).read_text()
+    assert "| static | 1.600 | 0.160 | 0.320 |" in text
+    assert not list(tmp_path.glob("*.png"))  # plots=False
+
+
+def test_latency_interval_respects_a_positive_quantity():
+    from driftrank.experiments.report import log_mean_ci
+
+    m, lo, hi, n = log_mean_ci([1.0, 1.0, 10.0])
+    assert n == 3 and m == pytest.approx(10 ** (1 / 3))  # geometric mean
+    logs = np.log([1.0, 1.0, 10.0])
+    half = 4.303 * logs.std(ddof=1) / math.sqrt(3)
+    assert lo == pytest.approx(math.exp(logs.mean() - half)) and lo > 0
+    assert hi == pytest.approx(math.exp(logs.mean() + half))
+    assert mean_ci([1.0, 1.0, 10.0])[1] < 0  # what a plain t-interval would show
+
+
+def _headroom_run(tmp_path, with_stale=True):
+    """Windows of 100, first drift event at 200. Per seed s, after it oracle beats
+    stale-oracle by 1 + 0.1 s; `fancy` beats `static` by 0.5."""
+    events = ["", "", "abrupt@200", ""]
+    for seed in (0, 1, 2):
+        h = 1.0 + 0.1 * seed
+        _fake_cell(tmp_path, "oracle", seed, [3.0 + seed] * 4, [0.0] * 4, events)
+        if with_stale:
+            _fake_cell(tmp_path, "stale-oracle", seed,
+                       [3.0 + seed, 3.0 + seed, 3.0 + seed - h, 3.0 + seed - h], [0.0] * 4,
+                       events)
+        _fake_cell(tmp_path, "static", seed, [2.0, 2.0, 1.0, 1.0], [1.0] * 4, events)
+        _fake_cell(tmp_path, "fancy", seed, [2.0, 2.0, 1.5, 1.5], [1.0] * 4, events)
+    return write_report(tmp_path, plots=False).read_text()
+
+
+def test_headroom_and_the_share_of_it_each_agent_gains(tmp_path):
+    from driftrank.experiments.report import headroom_by_window
+
+    text = _headroom_run(tmp_path)
+    assert "## Adaptation headroom" in text
+    half = 4.303 * 0.1 / math.sqrt(3)  # sd of (1.0, 1.1, 1.2) is 0.1
+    after = f"1.1000 [{1.1 - half:.4f}, {1.1 + half:.4f}]"
+    whole = f"0.5500 [{0.55 - half / 2:.4f}, {0.55 + half / 2:.4f}]"
+    assert f"| s | 200 | {whole} | {after} | 3 |" in text
+    assert "| s | fancy | 0.5000 [0.5000, 0.5000] | 45% | 3 |" in text  # 0.5 / 1.1
+    per = headroom_by_window(store.load_results(tmp_path), ["oracle", "stale-oracle"])
+    assert per["headroom"].tolist() == pytest.approx([0.0, 0.0, 1.1, 1.1])
+    assert per["lo"].iloc[2] == pytest.approx(1.1 - half)
+    assert "headroom per window" in text
+
+
+def test_headroom_says_what_it_needs_when_agents_are_missing(tmp_path):
+    text = _headroom_run(tmp_path, with_stale=False)
+    assert "Headroom needs `oracle` and `stale-oracle` in the grid (missing for: s)" in text
+
+
+def _student_t_cdf(t: float, df: int) -> float:
+    """P(T <= t) for Student's t, by integrating its density (t > 0)."""
+    x = np.linspace(0.0, t, 20_001)
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+    return 0.5 + float(np.trapezoid(c * (1 + x * x / df) ** (-(df + 1) / 2), x))
+
+
+def test_t_quantiles_are_the_975_quantiles_of_student_t():
+    from driftrank.experiments.report import t975
+
+    for df in range(1, 31):  # the table: 3 decimals
+        assert _student_t_cdf(t975(df), df) == pytest.approx(0.975, abs=5e-5), df
+    for df in (31, 40, 60, 120, 1000):  # the tail formula
+        assert _student_t_cdf(t975(df), df) == pytest.approx(0.975, abs=2.5e-4), df
+    assert math.isnan(t975(0))
+
+
+def test_mean_ci_of_nothing_is_nan_with_no_values():
+    m, lo, hi, n = mean_ci([math.nan, math.inf])
+    assert n == 0 and math.isnan(m) and math.isnan(lo) and math.isnan(hi)
+
+
+def test_recovery_rows_are_per_abrupt_shift_and_end_at_the_next_one(tmp_path):
+    """Two abrupt shifts and churn: a row per abrupt shift only; recovery after the first
+    shift must happen before the second."""
+    events = ["", "", "churn@250", "abrupt@350", "", "", "abrupt@650", "", "", ""]
+    regrets = [0.5, 0.5, 0.5, 0.7, 0.9, 0.9, 0.9, 0.9, 0.6, 0.5]
+    for seed in (0, 1):
+        _fake_cell(tmp_path, "static", seed, [1.0] * 10, regrets, events)
+    text = write_report(tmp_path, plots=False).read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| s | ")
+            and "static" in line and "[" in line.split("|")[4]]
+    assert [r.split("|")[2].strip() for r in rows] == ["350", "650"]  # no row for churn
+    assert "| not recovered | 2/2 | 0/2 |" in rows[0]  # back only after the next shift
+    # second shift: baseline = windows 3-5 (0.7, 0.9, 0.9) = 0.833, after = window 7 (0.9),
+    # 8% above: a drop; window 8 (0.6) ends at 900, 250 requests after the shift
+    assert rows[1].endswith("| 0.833 [0.833, 0.833] | 0.900 [0.900, 0.900] | 250 [250, 250] "
+                            "| 2/2 | 2/2 |")
+
+
+def test_headroom_share_needs_a_headroom_clearly_above_zero(tmp_path):
+    events = ["", "abrupt@100"]
+    for seed, h in zip((0, 1, 2), (0.2, -0.2, 0.1), strict=True):
+        for scenario in ("s", "t"):
+            _fake_cell(tmp_path, "oracle", seed, [3.0, 3.0], [0.0] * 2, events, scenario)
+            if scenario == "s":
+                _fake_cell(tmp_path, "stale-oracle", seed, [3.0, 3.0 - h], [0.0] * 2, events,
+                           scenario)
+            _fake_cell(tmp_path, "static", seed, [2.0, 2.0], [1.0] * 2, events, scenario)
+            _fake_cell(tmp_path, "fancy", seed, [2.0, 2.1 + seed], [1.0] * 2, events, scenario)
+    text = write_report(tmp_path, plots=False).read_text()
+    text = text[text.index("## Adaptation headroom"):text.index("## Paired")]
+    assert "| s | fancy | 1.1000 [" in text and "| n/a | 3 |" in text  # headroom spans zero
+    assert "(missing for: t)" in text and "| t |" not in text
+    half = 4.303 * np.std([0.2, -0.2, 0.1], ddof=1) / math.sqrt(3)
+    mean = 0.1 / 3  # whole run: half the windows are before the event (headroom 0)
+    assert f"| s | 100 | {mean / 2:.4f} [{(mean - half) / 2:.4f}, {(mean + half) / 2:.4f}] " \
+        f"| {mean:.4f} [{mean - half:.4f}, {mean + half:.4f}] | 3 |" in text
