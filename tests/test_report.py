@@ -11,6 +11,7 @@ import pytest
 from driftrank.experiments import store
 from driftrank.experiments.grid import GridSpec, run_grid
 from driftrank.experiments.report import mean_ci, recovery, write_report
+from driftrank.experiments.results import load_results
 
 WORLD = {"n_users": 300, "n_items": 200}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -208,7 +209,7 @@ def test_summary_means_are_weighted_by_requests(tmp_path):
 
     _fake_cell(tmp_path, "static", 0, [1.0, 1.0, 4.0], [0.2, 0.2, 0.8],
                requests=[100, 100, 50])
-    df = store.load_results(tmp_path)
+    df = load_results(tmp_path)
     row = cell_metrics(df).iloc[0]
     assert row["reward_per_request"] == pytest.approx((100 + 100 + 200) / 250)  # not 2.0
     assert row["regret_per_request"] == pytest.approx((20 + 20 + 40) / 250)
@@ -256,7 +257,7 @@ def test_headroom_and_the_share_of_it_each_agent_gains(tmp_path):
     whole = f"0.5500 [{0.55 - half / 2:.4f}, {0.55 + half / 2:.4f}]"
     assert f"| s | 200 | {whole} | {after} | 3 |" in text
     assert "| s | fancy | 0.5000 [0.5000, 0.5000] | 45% | 3 |" in text  # 0.5 / 1.1
-    per = headroom_by_window(store.load_results(tmp_path), ["oracle", "stale-oracle"])
+    per = headroom_by_window(load_results(tmp_path), ["oracle", "stale-oracle"])
     assert per["headroom"].tolist() == pytest.approx([0.0, 0.0, 1.1, 1.1])
     assert per["lo"].iloc[2] == pytest.approx(1.1 - half)
     assert "headroom per window" in text
