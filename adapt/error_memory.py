@@ -35,25 +35,19 @@ Read-out
 For a query key, array ``r`` returns its bucket's ``count c_r`` and the bucket means
 ``y_bar_r = sum_y / c_r`` and ``y_bar_base_r = sum_y_base / c_r``. The ``R`` read-outs are
 combined by attention: a softmax over the arrays at temperature ``tau`` of a similarity
-``s_r``, restricted to non-empty buckets (an empty bucket gets weight 0 and contributes
-nothing). This memory stores no key vectors (three numbers per bucket), so the similarity can
-only come from what a bucket holds, its count:
+``s_r``, restricted to non-empty buckets (an empty bucket holds no evidence: weight 0).
 
-    s_r = log(c_r)        =>    w_r = softmax_r(s_r / tau) = c_r**(1/tau) / sum_r' c_r'**(1/tau)
+``similarity="share"`` (the default, the paper's): ``s_r = c_r / sum_b c_b``, the bucket's share
+of its array's count, a kernel-density estimate of the query's neighbourhood. Every array holds
+one entry per sample, so the denominator is the (decayed) number of samples written, the same
+for all arrays. Shares are small, so at the paper's ``tau = 0.1`` the weights stay close to
+uniform over the non-empty arrays and only a bucket holding a sizeable part of the whole stream
+dominates: each array votes, and one unlucky collision cannot take over the read-out.
 
-Why ``log(count)``:
-
-* ``tau = 1`` gives ``w_r`` proportional to ``c_r``, i.e. precision weighting (the variance of a
-  bucket mean is proportional to ``1 / c_r``): the read-out equals the pooled mean
-  ``sum_r sum_y_r / sum_r c_r`` over all the samples the query collided with.
-* ``tau -> inf`` averages the non-empty arrays uniformly; ``tau -> 0`` keeps only the fullest
-  bucket (the array whose hyperplanes did not split the query's neighbourhood). The default
-  ``tau = 0.1`` (the paper's) is sharp: ``w`` is proportional to ``c**10``. Caveat: a bucket
-  crowded by unrelated keys is also "full", and counts cannot tell the two apart; with few bits
-  (small ``L``) or keys bunched in a narrow cone, prefer a larger ``tau`` (towards uniform).
-* It is scale free: multiplying every count by the same factor (a longer stream, or the decay
-  of ``half_life``) leaves the weights unchanged, so ``tau`` keeps its meaning over time. Plain
-  ``log1p(count)`` would not be.
+``similarity="log_count"``: ``s_r = log(c_r)``, so ``w_r`` is proportional to ``c_r**(1/tau)``.
+At ``tau = 1`` that is precision weighting (the read-out is the pooled mean over everything the
+query collided with); at ``tau = 0.1`` it keeps only the most crowded bucket, which is where
+unrelated keys collided: kept as a named option, not the default.
 
 Compensation
 ------------
@@ -73,7 +67,8 @@ Options
 -------
 * ``sigma``: write only samples with ``|y - y_base| > sigma`` (the memory then holds the base
   model's mistakes only; ``sigma = 0`` disables the filter and writes everything).
-* ``half_life`` (in samples): exponential forgetting. Before a batch of ``n`` samples is added
+* ``half_life`` (in samples, default 20,000): exponential forgetting, so that after a shift
+  pre-shift labels fade instead of answering for ever; ``None`` keeps everything. Before a batch of ``n`` samples is added
   every stored number (counts and sums) is multiplied by ``0.5 ** (n / half_life)``. It is done
   lazily and exactly: each bucket keeps the sample clock of its last write and is brought up to
   date only when touched (by a write, O(1) per sample) or read (the decayed count is computed on
@@ -85,8 +80,8 @@ Options
 Cost
 ----
 Hashing dominates: ``2 * key_dim * R * L`` flops per key (one float32 matmul); the rest is
-``O(R)`` gathers/scatters per key. ``experiments/bench_memory.py`` measures it (about 1e6 keys/s
-per thread at key_dim 64, R 32, L 8..12 on a recent x86 core). Batches are processed in chunks
+``O(R)`` gathers/scatters per key. ``experiments/bench_memory.py`` measures it (figures in the
+README). Batches are processed in chunks
 with reused scratch buffers, so an instance is not thread-safe: give each thread its own.
 """
 
@@ -98,8 +93,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ErrorMemory", "MemoryReadout"]
+__all__ = ["DEFAULT_HALF_LIFE", "SIMILARITIES", "ErrorMemory", "MemoryReadout"]
 
+SIMILARITIES = ("share", "log_count")
+DEFAULT_HALF_LIFE = 20_000.0
 _MAX_BITS = 24  # float32 holds every integer below 2**24 exactly: the bit packing relies on it
 
 
@@ -168,8 +165,10 @@ class ErrorMemory:
     lam: compensation strength in [0, 1].
     tau: softmax temperature of the attention over the ``R`` arrays, > 0.
     sigma: write only samples with ``|y - y_base| > sigma``; 0 writes everything.
-    half_life: forget old samples with this half-life, counted in samples offered to ``write``;
-        None keeps everything until ``reset()``.
+    half_life: forget old samples with this half-life, counted in samples offered to ``write``
+        (default 20,000); None keeps everything until ``reset()``.
+    similarity: "share" (the paper's bucket share of its array's count, default) or
+        "log_count" (see the module docstring).
     seed: seed of ``np.random.default_rng`` drawing the Gaussian projections.
     projections: optional explicit ``(key_dim, R * L)`` projection matrix (used instead of
         ``seed``); column ``r * L + j`` is bit ``j`` (weight ``2**j``) of array ``r``. Meant for
@@ -185,8 +184,9 @@ class ErrorMemory:
         lam: float = 0.5,
         tau: float = 0.1,
         sigma: float = 0.0,
-        half_life: float | None = None,
+        half_life: float | None = DEFAULT_HALF_LIFE,
         seed: int = 0,
+        similarity: str = "share",
         *,
         projections: np.ndarray | None = None,
     ) -> None:
@@ -205,6 +205,12 @@ class ErrorMemory:
                 raise ValueError(
                     f"half_life must be a positive number of samples or None, got {half_life!r}"
                 )
+        if similarity not in SIMILARITIES:
+            raise ValueError(
+                f"similarity must be one of {SIMILARITIES}, got {similarity!r}; "
+                f"'share' is the ReLoop2 paper's"
+            )
+        self._similarity = similarity
         self._key_dim = int(key_dim)
         self._n_bits = int(n_bits)
         self._n_arrays = int(n_arrays)
@@ -239,6 +245,7 @@ class ErrorMemory:
         self._flat = self._table.reshape(3, -1)  # views, flat index = r * 2**L + bucket
         self._stamp = np.zeros(self._n_arrays * n_buckets, dtype=np.float64) if half_life else None
         self._clock = 0.0  # samples offered to write() since reset (drives the decay)
+        self._total = 0.0  # decayed samples stored: every array's total count (share similarity)
         self._work: dict[str, np.ndarray] = {}  # scratch buffers, see chunk_rows
         self._n_written = 0  # samples actually stored (after the sigma filter)
 
@@ -263,6 +270,10 @@ class ErrorMemory:
     @property
     def seed(self) -> int:
         return self._seed
+
+    @property
+    def similarity(self) -> str:
+        return self._similarity
 
     @property
     def gamma(self) -> float:
@@ -332,7 +343,8 @@ class ErrorMemory:
         return (
             f"ErrorMemory(key_dim={self._key_dim}, n_bits={self._n_bits}, "
             f"n_arrays={self._n_arrays}, gamma={self._gamma}, lam={self._lam}, tau={self._tau}, "
-            f"sigma={self._sigma}, half_life={self._half_life}, seed={self._seed}; "
+            f"sigma={self._sigma}, half_life={self._half_life}, seed={self._seed}, "
+            f"similarity={self._similarity!r}; "
             f"{self._n_written} written)"
         )
 
@@ -433,6 +445,9 @@ class ErrorMemory:
                 k, yv, yb = k[keep], yv[keep], yb[keep]
         now = self._clock + n
         self._clock = now
+        if self._half_life is not None:
+            self._total *= 2.0 ** (-n / self._half_life)
+        self._total += k.shape[0]
         m_total = k.shape[0]
         cnt, sum_y, sum_b = self._flat
         r = self._n_arrays
@@ -489,17 +504,26 @@ class ErrorMemory:
             w /= self._half_life
             np.exp2(w, out=w)
             c *= w  # decayed counts
-        # softmax_r(log(c_r) / tau) over non-empty buckets == (c_r / max_r c)**(1/tau),
-        # normalised: c == 0 gives weight 0 directly, and the ratio in [0, 1] cannot overflow.
         cmax = c.max(axis=0, keepdims=True)
         hit = cmax[0] > 0.0
-        np.maximum(cmax, tiny, out=cmax)
-        np.divide(c, cmax, out=w)
-        inv_tau = 1.0 / self._tau
-        if inv_tau.is_integer() and inv_tau <= 64:
-            _int_power_inplace(w, int(inv_tau), self._scratch("pow", w.shape, np.float64))
+        if self._similarity == "share":
+            # softmax_r(c_r / (total * tau)) over non-empty buckets, shifted by the max for
+            # stability; empty buckets are zeroed afterwards (no evidence, no weight)
+            scale = 1.0 / (self._total * self._tau) if self._total > 0.0 else 0.0
+            np.subtract(c, cmax, out=w)
+            w *= scale
+            np.exp(w, out=w)
+            w *= c > 0.0
         else:
-            np.power(w, inv_tau, out=w)
+            # softmax_r(log(c_r) / tau) over non-empty buckets == (c_r / max_r c)**(1/tau),
+            # normalised: c == 0 gives weight 0 directly, and the ratio in [0, 1] cannot overflow
+            np.maximum(cmax, tiny, out=cmax)
+            np.divide(c, cmax, out=w)
+            inv_tau = 1.0 / self._tau
+            if inv_tau.is_integer() and inv_tau <= 64:
+                _int_power_inplace(w, int(inv_tau), self._scratch("pow", w.shape, np.float64))
+            else:
+                np.power(w, inv_tau, out=w)
         wsum = w.sum(axis=0, keepdims=True)
         np.maximum(wsum, tiny, out=wsum)  # queries without any hit keep all-zero weights
         w /= wsum
@@ -551,6 +575,7 @@ class ErrorMemory:
         if self._stamp is not None:
             self._stamp.fill(0.0)
         self._clock = 0.0
+        self._total = 0.0
         self._n_written = 0
 
     # ------------------------------------------------------------------ persistence
@@ -566,6 +591,7 @@ class ErrorMemory:
             "sigma": self._sigma,
             "half_life": self._half_life,
             "seed": self._seed,
+            "similarity": self._similarity,
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -576,6 +602,7 @@ class ErrorMemory:
             "table": self._table.copy(),
             "stamp": None if self._stamp is None else self._stamp.copy(),
             "clock": self._clock,
+            "total": self._total,
             "n_written": self._n_written,
         }
 
@@ -590,6 +617,7 @@ class ErrorMemory:
             table = np.asarray(state["table"], dtype=np.float64)
             stamp = state["stamp"]
             clock = float(state["clock"])
+            total = float(state["total"])
             n_written = int(state["n_written"])
         except (KeyError, TypeError) as exc:
             raise ValueError(
@@ -614,6 +642,7 @@ class ErrorMemory:
                 raise ValueError(f"stamp has shape {stamp.shape}, expected {fresh._stamp.shape}")
             fresh._stamp[...] = stamp
         fresh._clock = clock
+        fresh._total = total
         fresh._n_written = n_written
         self.__dict__.update(fresh.__dict__)
 
