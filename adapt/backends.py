@@ -29,28 +29,15 @@ from ..evaluator.config import EvaluatorConfig
 from ..evaluator.model import ListwiseEvaluator
 from ..generator.config import GeneratorConfig
 from ..generator.model import SlateGenerator
-from .last import LastResult, LastSearch, check_index, check_requests
+from .compensated import CompensatedEvaluator
+from .error_memory import ErrorMemory
+from .last import LastSearch
+from .last_result import LastResult
+from .requests import check_index, check_requests
 
-__all__ = ["LocalBackend", "RayBackend", "search_options"]
+__all__ = ["LocalBackend", "RayBackend"]
 
 Request = tuple  # (user, candidates, candidate_ids, batch_index)
-
-
-def search_options(search: LastSearch) -> dict:
-    """The keyword arguments that rebuild ``search`` (its scorer excluded)."""
-    return {
-        "mode": search.mode,
-        "steps": tuple(search.steps),
-        "resamples": search.resamples,
-        "serial_steps": search.serial_steps if search.mode == "serial" else 3,
-        "serial_step": search.serial_step,
-        "seed": search.seed,
-        "advantage": search.advantage,
-        "baseline": search.baseline,
-        "scale": search.scale,
-        "min_gain": search.min_gain,
-        "batched": search.batched,
-    }
 
 
 def _row_chunks(b: int, n: int) -> list[tuple[int, int]]:
@@ -91,7 +78,10 @@ class LocalBackend:
         self.micro_batch = micro_batch
         self._closed = False
 
-    def search(self, user, candidates, candidate_ids=None, batch_index: int = 0) -> LastResult:
+    def search(self, user, candidates, candidate_ids=None, batch_index: int = 0, *,
+               memory=None) -> LastResult:
+        """Serve a batch in-process (``memory`` is accepted for symmetry with ``RayBackend``:
+        the local judge reads its memory directly)."""
         if self._closed:
             raise RuntimeError("this LocalBackend is closed")
         t0 = time.perf_counter()
@@ -128,10 +118,12 @@ class LocalBackend:
 
 
 class _LastWorker:
-    """A Ray actor holding one replica of the generator and the evaluator (loaded once)."""
+    """A Ray actor holding one replica of the generator and the evaluator (loaded once) and,
+    for a compensated judge, the key settings; the memory arrives with each call."""
 
     def __init__(
-        self, generator_state, evaluator_state, generator_config, evaluator_config, options
+        self, generator_state, evaluator_state, generator_config, evaluator_config, options,
+        key_options=None,
     ):
         torch.set_num_threads(1)
         gen = SlateGenerator(GeneratorConfig(**generator_config))
@@ -139,11 +131,21 @@ class _LastWorker:
         ev = ListwiseEvaluator(EvaluatorConfig(**evaluator_config))
         ev.load_state_dict({k: torch.as_tensor(np.array(v)) for k, v in evaluator_state.items()})
         self.search = LastSearch(gen.eval(), ev.eval(), **options)
+        self.key_options = key_options
+        self.memory_version = None
 
     def ready(self) -> int:
         return torch.get_num_threads()
 
-    def run(self, user, candidates, candidate_ids, batch_index: int, row_offset: int):
+    def run(self, user, candidates, candidate_ids, batch_index: int, row_offset: int,
+            memory=None):
+        if memory is not None:  # (version, state): a read-only snapshot of the driver's memory
+            version, state = memory
+            if version != self.memory_version:
+                self.search.judge = CompensatedEvaluator(
+                    self.search.evaluator, memory=ErrorMemory.from_state_dict(state),
+                    **self.key_options)
+                self.memory_version = version
         return self.search.search(
             user, candidates, candidate_ids, batch_index, row_offset=row_offset
         )
@@ -230,11 +232,12 @@ class RayBackend:
                 "(and optionally 'search') entries"
             )
         options = dict(configs.get("search") or {})
-        if "scorer" in options:
+        if "judge" in options:
             raise ValueError(
-                "RayBackend scores with the evaluator; a custom scorer cannot be "
-                "shipped to the actors (use LocalBackend for that)"
+                "a judge cannot be shipped to the actors; pass the compensated evaluator's "
+                "key settings as configs['compensated'] and its memory with each call"
             )
+        key_options = configs.get("compensated")
         gen_cfg = _config_dict(configs["generator"], GeneratorConfig)
         ev_cfg = _config_dict(configs["evaluator"], EvaluatorConfig)
         gen_state, ev_state = _numpy_state(generator_state), _numpy_state(evaluator_state)
@@ -257,13 +260,16 @@ class RayBackend:
                 ray.init(address=address)
             self._owns_ray = True
         self._inflight: set = set()
+        self._memory_ref = None
+        self._key_options = key_options
         self._next = 0
         self._actors: list = []
         try:
             gen_ref, ev_ref = ray.put(gen_state), ray.put(ev_state)
             worker = _remote_worker().options(num_cpus=num_cpus_per_actor)
             self._actors = [
-                worker.remote(gen_ref, ev_ref, gen_cfg, ev_cfg, options) for _ in range(n_actors)
+                worker.remote(gen_ref, ev_ref, gen_cfg, ev_cfg, options, key_options)
+                for _ in range(n_actors)
             ]
             self._get([a.ready.remote() for a in self._actors], "start")
         except BaseException:
@@ -272,17 +278,22 @@ class RayBackend:
 
     @classmethod
     def from_search(cls, search: LastSearch, **kwargs) -> RayBackend:
-        """A pool replicating ``search``'s models and options (``kwargs``: see the class)."""
-        if search.scorer is not None:
-            raise ValueError(
-                "RayBackend scores with the evaluator; this search has a custom "
-                "scorer (use LocalBackend)"
-            )
+        """A pool replicating ``search``'s models and options (``kwargs``: see the class).
+
+        A search judged by a :class:`CompensatedEvaluator` is replicated with its key settings;
+        its memory then travels with every call (``memory=compensated.memory``)."""
         configs = {
             "generator": search.generator.config,
             "evaluator": search.evaluator.config,
-            "search": search_options(search),
+            "search": search.options(),
         }
+        if isinstance(search.judge, CompensatedEvaluator):
+            configs["compensated"] = search.judge.key_options()
+        elif search.judge is not None:
+            raise ValueError(
+                "RayBackend can replicate the evaluator or a CompensatedEvaluator judge only; "
+                f"this search's judge is a {type(search.judge).__name__} (use LocalBackend)"
+            )
         return cls(search.generator.state_dict(), search.evaluator.state_dict(), configs, **kwargs)
 
     # -- ray plumbing ----------------------------------------------------------------------------
@@ -313,10 +324,16 @@ class RayBackend:
                 )
             self._inflight.difference_update(ready)
 
-    def _submit(self, user, candidates, candidate_ids, batch_index) -> tuple[list, float]:
+    def _submit(self, user, candidates, candidate_ids, batch_index, memory=None
+                ) -> tuple[list, float]:
         if not self._actors:
             raise RuntimeError("this RayBackend is closed")
         batch_index = check_index("batch_index", batch_index)
+        if (memory is None) != (self._key_options is None):
+            raise ValueError(
+                "pass memory= (the compensated judge's ErrorMemory) exactly when the backend "
+                "was built from a compensated search" if memory is None else
+                "this backend judges with the plain evaluator; memory= is not used, drop it")
         t0 = time.perf_counter()
         s = self._shadow
         gc = s.generator.config
@@ -334,15 +351,27 @@ class RayBackend:
         n_chunks = min(self.n_actors, max(1, len(u) // self.min_rows_per_actor))
         chunks = _row_chunks(len(u), n_chunks)
         self._wait_for_room(len(chunks))
+        snapshot = self._snapshot(memory)
         refs = []
         for j, (a, z) in enumerate(chunks):
             actor = self._actors[(self._next + j) % self.n_actors]
-            refs.append(
-                actor.run.remote(u[a:z], c[a:z], None if i is None else i[a:z], batch_index, a)
-            )
+            refs.append(actor.run.remote(u[a:z], c[a:z], None if i is None else i[a:z],
+                                         batch_index, a, snapshot))
         self._next = (self._next + len(chunks)) % self.n_actors
         self._inflight.update(refs)
         return refs, t0
+
+    def _snapshot(self, memory: ErrorMemory | None):
+        """``(version, object ref of the state)`` of ``memory``, put into the object store once
+        per change (a memory that has not been written since the last call is not re-sent)."""
+        import ray
+
+        if memory is None:
+            return None
+        version = (id(memory), memory.version)
+        if self._memory_ref is None or self._memory_ref[0] != version:
+            self._memory_ref = (version, ray.put(memory.state_dict()))
+        return self._memory_ref
 
     def _collect(self, refs: list, t0: float) -> LastResult:
         if not refs:
@@ -361,8 +390,11 @@ class RayBackend:
 
     # -- public ----------------------------------------------------------------------------------
 
-    def search(self, user, candidates, candidate_ids=None, batch_index: int = 0) -> LastResult:
-        return self._collect(*self._submit(user, candidates, candidate_ids, batch_index))
+    def search(self, user, candidates, candidate_ids=None, batch_index: int = 0, *,
+               memory: ErrorMemory | None = None) -> LastResult:
+        """Serve a batch on the actors. ``memory``: the compensated judge's current memory (a
+        snapshot goes to the actors; required when the search was built with one)."""
+        return self._collect(*self._submit(user, candidates, candidate_ids, batch_index, memory))
 
     def search_many(self, requests: Iterable) -> Iterator[LastResult]:
         """Pipelined results of ``(user, candidates, candidate_ids[, batch_index])`` requests,

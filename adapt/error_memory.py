@@ -68,12 +68,13 @@ Options
 * ``sigma``: write only samples with ``|y - y_base| > sigma`` (the memory then holds the base
   model's mistakes only; ``sigma = 0`` disables the filter and writes everything).
 * ``half_life`` (in samples, default 20,000): exponential forgetting, so that after a shift
-  pre-shift labels fade instead of answering for ever; ``None`` keeps everything. Before a batch of ``n`` samples is added
-  every stored number (counts and sums) is multiplied by ``0.5 ** (n / half_life)``. It is done
-  lazily and exactly: each bucket keeps the sample clock of its last write and is brought up to
-  date only when touched (by a write, O(1) per sample) or read (the decayed count is computed on
-  the fly), so forgetting never costs O(table). The clock counts every sample offered to
-  ``write``, including those the ``sigma`` filter drops: forgetting follows the stream.
+  pre-shift labels fade instead of answering for ever; ``None`` keeps everything. Before a
+  batch of ``n`` samples is added every stored number (counts and sums) is multiplied by
+  ``0.5 ** (n / half_life)``. It is done lazily and exactly: each bucket keeps the sample clock
+  of its last write and is brought up to date only when touched (by a write, O(1) per sample)
+  or read (the decayed count is computed on the fly), so forgetting never costs O(table). The
+  clock counts every sample offered to ``write``, including those the ``sigma`` filter drops:
+  forgetting follows the stream.
 * ``reset()``: empty the memory. Call it when the base model is retrained: the stored errors
   were the old model's.
 
@@ -248,6 +249,7 @@ class ErrorMemory:
         self._total = 0.0  # decayed samples stored: every array's total count (share similarity)
         self._work: dict[str, np.ndarray] = {}  # scratch buffers, see chunk_rows
         self._n_written = 0  # samples actually stored (after the sigma filter)
+        self._version = 0  # bumped by every change of the stored numbers
 
     # ------------------------------------------------------------------ hyperparameters
     @property
@@ -324,6 +326,11 @@ class ErrorMemory:
     def n_written(self) -> int:
         """Samples stored since the last reset (after the sigma filter, before any decay)."""
         return self._n_written
+
+    @property
+    def version(self) -> int:
+        """A counter bumped by every write, reset and load: equal versions, equal contents."""
+        return self._version
 
     @property
     def n_seen(self) -> int:
@@ -476,6 +483,7 @@ class ErrorMemory:
             vals[...] = yb[None, lo:hi]
             np.add.at(sum_b, flat, vals.reshape(-1))
         self._n_written += m_total
+        self._version += 1
         return m_total
 
     def _readout_chunk(
@@ -577,6 +585,7 @@ class ErrorMemory:
         self._clock = 0.0
         self._total = 0.0
         self._n_written = 0
+        self._version += 1
 
     # ------------------------------------------------------------------ persistence
     def config(self) -> dict[str, Any]:
@@ -644,6 +653,7 @@ class ErrorMemory:
         fresh._clock = clock
         fresh._total = total
         fresh._n_written = n_written
+        fresh._version = self._version + 1
         self.__dict__.update(fresh.__dict__)
 
     @classmethod

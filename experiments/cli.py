@@ -326,7 +326,7 @@ def cmd_bench(args) -> int:
         print(f"pretraining ({args.scenario}, default config, 2 threads): {took:.1f} s{hit}")
         return 0
     if args.what == "adapt":
-        from ..adapt.bench_last import bench_last
+        from .bench_adapt import bench_last
         from .bench_memory import bench_memory
 
         mem = bench_memory(n_stored=args.stored)

@@ -31,6 +31,12 @@ from .config import GeneratorConfig
 PERTURBABLE = ("pointer_query.weight", "pointer_query.bias")
 
 
+def gumbel_noise(uniform: torch.Tensor) -> torch.Tensor:
+    """Gumbel(0, 1) noise from uniform draws in [0, 1): ``argmax(logit + noise)`` samples from
+    ``softmax(logit)`` (the Gumbel-max trick). The clamp keeps both logs finite."""
+    return -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
+
+
 class SlateGenerator(nn.Module):
     """Pointer-network slate policy over N candidates, producing K distinct indices."""
 
@@ -113,6 +119,7 @@ class SlateGenerator(nn.Module):
         *,
         param_delta: dict[str, torch.Tensor] | None = None,
         slate_size: int | None = None,
+        noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Pick K distinct candidates per row: slates (B, K) int64 and their log-probs (B, K).
 
@@ -121,6 +128,10 @@ class SlateGenerator(nn.Module):
         log-probs returned (differentiable w.r.t. parameters, ``enc`` and ``h0``).
         ``param_delta``: per-row offsets {name: (B, *param.shape)} for the names in
         ``perturbable_parameters()``; ``None`` or zeros reproduce the plain model exactly.
+        ``noise``: per-row Gumbel noise (B, K, N) added to the logits before the argmax (see
+        :func:`gumbel_noise`), instead of noise drawn from ``generator`` for the whole batch: a
+        row's sample then depends on its own noise only, whatever else shares the batch (LAST
+        seeds every request on its own). A row of zeros decodes greedily.
         """
         b, n, h = enc.shape
         if h0.shape != (b, h):
@@ -143,6 +154,8 @@ class SlateGenerator(nn.Module):
             k = slate_size or self.config.slate_size
         if k > n:
             raise ValueError(f"cannot pick {k} distinct items out of {n} candidates")
+        if noise is not None and tuple(noise.shape) != (b, k, n):
+            raise ValueError(f"noise must be (B={b}, K={k}, N={n}), got {tuple(noise.shape)}")
         keys = self.pointer_key(enc)  # (B, N, H)
         static = self.static_score(enc).squeeze(-1)  # (B, N)
         scale = 1.0 / math.sqrt(h)
@@ -161,11 +174,13 @@ class SlateGenerator(nn.Module):
             logp = torch.log_softmax(logit, dim=-1)
             if slates is not None:
                 pick = slates[:, t]
+            elif noise is not None:
+                pick = (logit + noise[:, t]).argmax(dim=-1)
             elif greedy:
                 pick = logit.argmax(dim=-1)
             else:
-                u = torch.rand(b, n, generator=generator).clamp_(1e-10, 1.0 - 1e-7)
-                pick = (logit - torch.log(-torch.log(u))).argmax(dim=-1)
+                u = torch.rand(b, n, generator=generator)
+                pick = (logit + gumbel_noise(u)).argmax(dim=-1)
             picks.append(pick)
             logps.append(logp[rows, pick])
             mask = mask.clone()

@@ -6,9 +6,7 @@ Per candidate budget ``P`` (``P - P // 2`` step offsets + ``P // 2`` resamples, 
 - batch-1 latency p50 / p99 (ms) over ``repeats`` calls;
 - batch-64 throughput (requests/s) from the median time of ``large_repeats`` calls (and, for
   the Ray backend, also pipelined with ``search_many``);
-- the same for the plain generator greedy (the baseline columns) and for the "sequential"
-  variant (``batched=False``: the P candidates decoded and scored one after another), which
-  shows what batching the candidates buys.
+- the same for the plain generator greedy (the baseline columns).
 
 Models are untrained (random weights): latency does not depend on training, only on the
 sizes (N=50 candidates, K=10, hidden 64 by default). Timings are wall-clock on this machine
@@ -23,12 +21,13 @@ import time
 import numpy as np
 import torch
 
+from ..adapt.backends import LocalBackend, RayBackend
+from ..adapt.last import LastSearch
+from ..adapt.requests import budget_split
 from ..evaluator.config import EvaluatorConfig
 from ..evaluator.model import ListwiseEvaluator
 from ..generator.config import GeneratorConfig
 from ..generator.model import SlateGenerator
-from .backends import LocalBackend, RayBackend
-from .last import LastSearch, budget_split
 
 __all__ = ["bench_last"]
 
@@ -71,7 +70,6 @@ def bench_last(
     repeats: int = 200,
     large_repeats: int = 20,
     warmup: int = 10,
-    sequential: bool = True,
     ray_actors: int = 2,
     ray_cpus_per_actor: float = 1.0,
     n_candidates: int = 50,
@@ -85,7 +83,7 @@ def bench_last(
     "b1_p99_ms", "b64_ms", "b64_rps", "b64_pipelined_rps" (Ray only), "x_greedy_b1"
     (p50 / the greedy's p50), "x_greedy_b64" (the greedy's throughput / this one's),
     "greedy_b1_p50_ms", "greedy_b64_rps", "threads", "torch_version"}``. ``method`` is
-    ``generator_greedy`` (baseline), ``last`` or ``last_sequential``; ``b64`` stands for
+    ``generator_greedy`` (baseline) or ``last``; ``b64`` stands for
     ``batch_large``. The torch thread count is restored afterwards; a Ray session started here
     is shut down at the end.
     """
@@ -147,11 +145,8 @@ def bench_last(
                 kw = dict(mode=mode, steps=steps, resamples=resamples, seed=seed)
                 if mode == "serial":
                     kw.update(steps=(), serial_steps=p - p // 2)
-                variants = [("last", True)]
-                if backend == "local" and sequential and p > 0:
-                    variants.append(("last_sequential", False))
-                for method, batched in variants:
-                    search = LastSearch(gen, ev, batched=batched, **kw)
+                for method in ("last",):
+                    search = LastSearch(gen, ev, **kw)
                     if backend == "local":
                         be = LocalBackend(search)
                     else:
