@@ -47,7 +47,7 @@ class CompensatedEvaluator:
     ``id_seed``: the item-identity part of the key.
     """
 
-    def __init__(self, evaluator, memory: ErrorMemory | None = None, *, id_weight: float = 1.0,
+    def __init__(self, evaluator, memory: ErrorMemory | None = None, *, id_weight: float = 2.0,
                  id_dims: int = 16, id_buckets: int = 1 << 16, id_seed: int = 12345,
                  **memory_config):
         id_weight = float(id_weight)

@@ -150,7 +150,7 @@ class SearchAgent(PretrainedAgent):
             backend.close()
 
 
-DEFAULT_MEMORY = dict(n_bits=10, n_arrays=32, lam=0.3, tau=0.1, gamma=1.0, id_weight=2.0)
+DEFAULT_MEMORY = dict(n_bits=10, n_arrays=32, lam=0.5, tau=0.1, gamma=1.0, id_weight=2.0)
 
 
 @register_agent("last", "LAST: per-request generator perturbation judged by the evaluator")
