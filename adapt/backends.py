@@ -138,9 +138,8 @@ class _LastWorker:
         return torch.get_num_threads()
 
     def run(self, user, candidates, candidate_ids, batch_index: int, row_offset: int,
-            memory=None):
-        if memory is not None:  # (version, state): a read-only snapshot of the driver's memory
-            version, state = memory
+            version=None, state=None):
+        if version is not None:  # a read-only snapshot of the driver's memory, once per version
             if version != self.memory_version:
                 self.search.judge = CompensatedEvaluator(
                     self.search.evaluator, memory=ErrorMemory.from_state_dict(state),
@@ -351,12 +350,12 @@ class RayBackend:
         n_chunks = min(self.n_actors, max(1, len(u) // self.min_rows_per_actor))
         chunks = _row_chunks(len(u), n_chunks)
         self._wait_for_room(len(chunks))
-        snapshot = self._snapshot(memory)
+        version, state = self._snapshot(memory)
         refs = []
         for j, (a, z) in enumerate(chunks):
             actor = self._actors[(self._next + j) % self.n_actors]
             refs.append(actor.run.remote(u[a:z], c[a:z], None if i is None else i[a:z],
-                                         batch_index, a, snapshot))
+                                         batch_index, a, version, state))
         self._next = (self._next + len(chunks)) % self.n_actors
         self._inflight.update(refs)
         return refs, t0
@@ -367,7 +366,7 @@ class RayBackend:
         import ray
 
         if memory is None:
-            return None
+            return None, None
         version = (id(memory), memory.version)
         if self._memory_ref is None or self._memory_ref[0] != version:
             self._memory_ref = (version, ray.put(memory.state_dict()))
