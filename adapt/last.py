@@ -7,9 +7,10 @@ For each request of a batch:
 
 1. **Base slate and controls**: one batched decode gives the generator's greedy slate and
    ``resamples`` slates sampled from it (per-request seeded Gumbel noise, so a request gets the
-   same samples whatever batch, chunk or actor it is processed in). The greedy row is recorded
-   by autograd, so its per-position log-probabilities are differentiable with respect to the
-   perturbed quantities (fresh leaf tensors: the generator's parameters are never modified).
+   same samples whatever batch, chunk or actor it is processed in). The greedy slate's
+   per-position log-probabilities are then recomputed with autograd on
+   (``SlateGenerator.slate_log_probs``: teacher-forced, batched over positions) with respect to
+   fresh leaf tensors; the generator's parameters are never modified.
 2. **Judge**: the judge (the evaluator, or an error-compensated evaluator) gives per-position
    click values of the greedy slate and the resamples in one pass.
 3. **Search direction** ``g``: the gradient of ``J = sum_k A_k log p(a_k | a_<k)`` for the
@@ -238,33 +239,31 @@ class LastSearch:
         return torch.autograd.grad(objective, leaves)
 
     def _first_decode(self, enc, h0, noise, b: int):
-        """Greedy slate (B, K) + resamples (B * R, K) in one decode; the greedy rows' log-probs
-        (B, K) recorded by autograd w.r.t. the returned leaves when a direction is needed."""
+        """Greedy slate (B, K) and resamples (B * R, K) in one no-grad decode; then, when a
+        direction is needed, the greedy slate's log-probs (B, K) recomputed with autograd on
+        w.r.t. fresh leaves (activations, or per-row parameter offsets)."""
         gen, r = self.generator, self.resamples
-        need_grad = self.n_offsets > 0
-        leaves: list[torch.Tensor] = []
-        delta = None
-        e, h = enc, h0
-        if need_grad and self.mode == "parameter":
-            params = dict(gen.named_parameters())
-            leaves = [torch.zeros((b, *params[nm].shape), requires_grad=True)
-                      for nm in gen.perturbable_parameters()]
-            with torch.enable_grad():
-                delta = {nm: torch.cat([lf, lf.new_zeros((b * r, *lf.shape[1:]))])
-                         for nm, lf in zip(gen.perturbable_parameters(), leaves, strict=True)}
-        elif need_grad:
-            leaves = [enc.detach().requires_grad_(True), h0.detach().requires_grad_(True)]
-            e, h = leaves
-        with torch.set_grad_enabled(need_grad):
-            if r:
-                e = torch.cat([e, enc.repeat_interleave(r, 0)])
-                h = torch.cat([h, h0.repeat_interleave(r, 0)])
-                noise = torch.cat([noise.new_zeros((b, *noise.shape[1:])), noise])
+        if r:
+            e, h = torch.cat([enc, enc.repeat_interleave(r, 0)]), torch.cat(
+                [h0, h0.repeat_interleave(r, 0)])
+            noise = torch.cat([noise.new_zeros((b, *noise.shape[1:])), noise])
+            slates = gen.decode(e, h, noise=noise)[0]
+        else:
+            slates = gen.decode(enc, h0)[0]
+        base, res = slates[:b], slates[b:]
+        if self.n_offsets == 0:
+            return base, res, None, []
+        with torch.enable_grad():
+            if self.mode == "parameter":
+                params = dict(gen.named_parameters())
+                names = gen.perturbable_parameters()
+                leaves = [torch.zeros((b, *params[nm].shape), requires_grad=True) for nm in names]
+                logp = gen.slate_log_probs(enc, h0, base,
+                                           param_delta=dict(zip(names, leaves, strict=True)))
             else:
-                noise = None
-            slates, logp = gen.decode(e, h, param_delta=delta, noise=noise)
-            logp = logp[:b]  # sliced with grad on: a view made under no_grad is detached
-        return slates[:b], slates[b:], logp, leaves
+                leaves = [enc.detach().requires_grad_(True), h0.detach().requires_grad_(True)]
+                logp = gen.slate_log_probs(*leaves, base)
+        return base, res, logp, leaves
 
     def _search(self, user, cand, ids, batch_index: int, row_offset: int) -> LastResult:
         gen, b, n, k = self.generator, user.shape[0], cand.shape[1], self.slate_size
@@ -343,9 +342,10 @@ class LastSearch:
             g_enc, g_h0 = self._direction(self._advantage(values, v_res), cur_logp, cur_leaves)
             e = e + self.serial_step * _unit_offset(g_enc, enc)
             h = h + self.serial_step * _unit_offset(g_h0, h0)
+            slate = self.generator.decode(e, h)[0]
             cur_leaves = [e.detach().requires_grad_(True), h.detach().requires_grad_(True)]
             with torch.enable_grad():
-                slate, cur_logp = self.generator.decode(*cur_leaves)
+                cur_logp = self.generator.slate_log_probs(*cur_leaves, slate)
             values = self._values(user, cand, ids, slate, arange_b)
             slates.append(slate)
             vals.append(values)

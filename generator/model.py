@@ -188,6 +188,51 @@ class SlateGenerator(nn.Module):
             x = enc[rows, pick]
         return torch.stack(picks, dim=1), torch.stack(logps, dim=1)
 
+    def slate_log_probs(
+        self,
+        enc: torch.Tensor,
+        h0: torch.Tensor,
+        slates: torch.Tensor,
+        *,
+        param_delta: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Per-position log-probs (B, K) of given slates, the same numbers as teacher-forced
+        ``decode`` (up to float rounding) with far fewer recorded operations.
+
+        Once the slate is known, the GRU inputs are known too, so only the recurrence is a loop
+        (one cell call per position); the pointer scores, masks and softmax of all positions
+        are one batched computation. Why: LAST differentiates these log-probs for every
+        request, and autograd's cost is per recorded operation, not per number.
+        """
+        b, n, h = enc.shape
+        slates = torch.as_tensor(slates, dtype=torch.int64)
+        k = slates.shape[1]
+        rows = torch.arange(b).unsqueeze(1)
+        inputs = torch.cat([self.start.expand(b, 1, h), enc[rows, slates[:, :-1]]], dim=1)
+        state, states = h0, []
+        for t in range(k):
+            state = self.cell(inputs[:, t], state)
+            states.append(state)
+        st = torch.stack(states, dim=1)  # (B, K, H)
+        q = self.pointer_query(st)
+        if param_delta:
+            dw = param_delta.get("pointer_query.weight")
+            db = param_delta.get("pointer_query.bias")
+            if dw is not None:
+                q = q + torch.einsum("boh,bkh->bko", dw, st)
+            if db is not None:
+                q = q + db.unsqueeze(1)
+        keys = self.pointer_key(enc)
+        static = self.static_score(enc).squeeze(-1)
+        logit = torch.bmm(q, keys.transpose(1, 2)) / math.sqrt(h) + static.unsqueeze(1)
+        clip = self.config.logit_clip
+        logit = clip * torch.tanh(logit / clip)  # (B, K, N)
+        earlier = torch.ones(k, k, dtype=torch.bool).tril(-1)  # [t, j]: pick j came before t
+        mask = torch.zeros(b, k, n, dtype=torch.bool)
+        mask.scatter_(2, slates.unsqueeze(1).expand(b, k, k), earlier.expand(b, k, k))
+        logp = torch.log_softmax(logit.masked_fill(mask, float("-inf")), dim=-1)
+        return logp.gather(2, slates.unsqueeze(2)).squeeze(2)
+
     # -- conveniences ---------------------------------------------------------------------------
 
     def greedy(self, user, candidates, candidate_ids=None) -> torch.Tensor:

@@ -420,18 +420,11 @@ def test_ray_backend_from_explicit_states(ray_session):
 
 
 def test_bench_last_reports_rows():
-    rows = bench_last(
-        P_values=(0, 2),
-        backends=("local",),
-        repeats=3,
-        large_repeats=1,
-        warmup=1,
-        batch_large=4,
-        hidden=16,
-    )
+    rows = bench_last(P_values=(2,), backends=("local",), repeats=3, large_repeats=1, warmup=1,
+                      batch_large=4, hidden=16, memory_fill=200)
     methods = [(r["method"], r["P"]) for r in rows]
-    assert methods == [("generator_greedy", 0), ("last", 0), ("last", 2)]
+    assert methods == [("generator_greedy", 0), ("last", 2), ("best-of-n", 2), ("flagship", 2)]
     for r in rows:
-        assert r["b1_p50_ms"] > 0 and r["b1_p99_ms"] >= r["b1_p50_ms"] and r["b64_rps"] > 0
+        assert r["b1_p50_ms"] > 0 and r["b1_p99_ms"] >= r["b1_p50_ms"] and r["bL_rps"] > 0
     with pytest.raises(ValueError, match="unknown backends"):
         bench_last(backends=("gpu",))
