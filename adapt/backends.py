@@ -31,7 +31,7 @@ from ..generator.config import GeneratorConfig
 from ..generator.model import SlateGenerator
 from .compensated import CompensatedEvaluator
 from .error_memory import ErrorMemory
-from .last import LastSearch
+from .last import LastSearch, select_best
 from .last_result import LastResult
 from .requests import check_index, check_requests
 
@@ -138,16 +138,24 @@ class _LastWorker:
         return torch.get_num_threads()
 
     def run(self, user, candidates, candidate_ids, batch_index: int, row_offset: int,
-            version=None, state=None):
+            version=None, state=None, steps=None):
         if version is not None:  # a read-only snapshot of the driver's memory, once per version
             if version != self.memory_version:
                 self.search.judge = CompensatedEvaluator(
                     self.search.evaluator, memory=ErrorMemory.from_state_dict(state),
                     **self.key_options)
                 self.memory_version = version
-        return self.search.search(
-            user, candidates, candidate_ids, batch_index, row_offset=row_offset
-        )
+        if steps is None:
+            return self.search.search(
+                user, candidates, candidate_ids, batch_index, row_offset=row_offset
+            )
+        all_steps, self.search.steps = self.search.steps, tuple(steps)  # this actor's share
+        try:
+            return self.search.search(
+                user, candidates, candidate_ids, batch_index, row_offset=row_offset
+            )
+        finally:
+            self.search.steps = all_steps
 
 
 _REMOTE_WORKER = None
@@ -184,10 +192,17 @@ class RayBackend:
 
     ``generator_state``/``evaluator_state``: ``state_dict``s, put into the object store once
     (``ray.put``) and loaded once per actor. ``configs``: ``{"generator": GeneratorConfig or
-    dict, "evaluator": EvaluatorConfig or dict, "search": LastSearch keyword arguments}`` (no
-    custom ``scorer``: the actors score with the evaluator). The B requests of a call are split
-    into ``min(n_actors, B // min_rows_per_actor)`` contiguous chunks, one per actor, each
-    carrying its row offset so that seeding matches the local backend. At most
+    dict, "evaluator": EvaluatorConfig or dict, "search": LastSearch keyword arguments,
+    "compensated": CompensatedEvaluator key settings (optional)}``. With a compensated judge the
+    driver's memory reaches the actors as a read-only snapshot, put into the object store once
+    per memory version and loaded by each actor once per version (``search(..., memory=)``).
+
+    ``split``: how a call's work is shared. "requests": the B requests are split into
+    ``min(n_actors, B // min_rows_per_actor)`` contiguous chunks, one per actor, each carrying
+    its row offset so that seeding matches the local backend. "candidates": every actor takes
+    the whole batch but only its share of the step sizes (the greedy slate, the resamples and
+    the direction are computed by each; the driver merges the candidates and picks the winner).
+    "auto" (default): candidates when a call has fewer requests than actors. At most
     ``max_in_flight`` chunk tasks are outstanding (``search_many`` pipelines up to that);
     every ``ray.get``/``ray.wait`` waits at most ``timeout_s`` (then ``TimeoutError``).
     Ray is initialised with ``ray.init(address=address)`` only if it is not already; a
@@ -208,6 +223,7 @@ class RayBackend:
         address: str | None = None,
         timeout_s: float = 60.0,
         min_rows_per_actor: int = 1,
+        split: str = "auto",
     ):
         import ray
 
@@ -221,6 +237,9 @@ class RayBackend:
             raise ValueError(f"max_in_flight must be a positive int, got {max_in_flight!r}")
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+        if split not in ("auto", "requests", "candidates"):
+            raise ValueError(f"split must be 'auto', 'requests' or 'candidates', got {split!r}")
+        self.split = split
         if not isinstance(min_rows_per_actor, int) or min_rows_per_actor < 1:
             raise ValueError(
                 f"min_rows_per_actor must be a positive int, got {min_rows_per_actor!r}"
@@ -347,10 +366,17 @@ class RayBackend:
         )
         u, c = user.numpy(), cand.numpy()
         i = None if ids is None else ids.numpy()
+        version, state = self._snapshot(memory)
+        groups = self._step_groups(len(u))
+        if groups is not None:  # one call's perturbations spread over the actors
+            self._wait_for_room(len(groups))
+            refs = [actor.run.remote(u, c, i, batch_index, 0, version, state, steps)
+                    for actor, steps in zip(self._actors, groups, strict=False)]
+            self._inflight.update(refs)
+            return refs, t0, groups
         n_chunks = min(self.n_actors, max(1, len(u) // self.min_rows_per_actor))
         chunks = _row_chunks(len(u), n_chunks)
         self._wait_for_room(len(chunks))
-        version, state = self._snapshot(memory)
         refs = []
         for j, (a, z) in enumerate(chunks):
             actor = self._actors[(self._next + j) % self.n_actors]
@@ -358,7 +384,17 @@ class RayBackend:
                                          batch_index, a, version, state))
         self._next = (self._next + len(chunks)) % self.n_actors
         self._inflight.update(refs)
-        return refs, t0
+        return refs, t0, None
+
+    def _step_groups(self, b: int) -> list[tuple[float, ...]] | None:
+        """The step sizes each actor takes when a call's perturbations are spread (``split``
+        "candidates", or "auto" with fewer requests than actors), else None."""
+        steps = self._shadow.steps
+        spread = self.split == "candidates" or (self.split == "auto" and b < self.n_actors)
+        if not spread or self._shadow.mode == "serial" or len(steps) < 2 or self.n_actors < 2:
+            return None
+        n = min(self.n_actors, len(steps))
+        return [tuple(steps[j::n]) for j in range(n)]
 
     def _snapshot(self, memory: ErrorMemory | None):
         """``(version, object ref of the state)`` of ``memory``, put into the object store once
@@ -372,7 +408,34 @@ class RayBackend:
             self._memory_ref = (version, ray.put(memory.state_dict()))
         return self._memory_ref
 
-    def _collect(self, refs: list, t0: float) -> LastResult:
+    def _merge_spread(self, parts: list[LastResult], groups) -> LastResult:
+        """One result from actors that each tried a share of the step sizes: the greedy slate
+        and the resamples come from the first part (every part computed the same ones), the
+        offsets from their parts in the search's order, and the winner is chosen again."""
+        s = self._shadow
+        n_groups, r = len(groups), s.resamples
+        first = parts[0]
+        b = len(first)
+        cols_slates = [first.candidate_slates[:, :1]]
+        cols_scores = [first.candidate_scores[:, :1]]
+        for j in range(len(s.steps)):
+            g, pos = j % n_groups, j // n_groups
+            cols_slates.append(parts[g].candidate_slates[:, 1 + pos: 2 + pos])
+            cols_scores.append(parts[g].candidate_scores[:, 1 + pos: 2 + pos])
+        cols_slates.append(first.candidate_slates[:, first.candidate_slates.shape[1] - r:])
+        cols_scores.append(first.candidate_scores[:, first.candidate_scores.shape[1] - r:])
+        slates = torch.from_numpy(np.concatenate(cols_slates, axis=1))
+        scores = torch.from_numpy(np.concatenate(cols_scores, axis=1))
+        winner, scores = select_best(slates, scores, s.min_gain)
+        rows = torch.arange(b)
+        timing = {k: max(p.timing.get(k, 0.0) for p in parts) for k in first.timing}
+        return LastResult(
+            slates=slates[rows, winner].numpy().copy(), scores=scores[rows, winner].numpy().copy(),
+            base_slates=first.base_slates, base_scores=scores[:, 0].numpy().copy(),
+            winner=winner.numpy().copy(), candidate_scores=scores.numpy().copy(),
+            labels=s.labels, timing=timing, candidate_slates=slates.numpy().copy())
+
+    def _collect(self, refs: list, t0: float, groups=None) -> LastResult:
         if not refs:
             return self._shadow.search(
                 np.zeros((0, self._shadow.generator.config.user_dim), np.float32),
@@ -382,7 +445,7 @@ class RayBackend:
                 np.zeros((0, self._shadow.slate_size), np.int64),
             )
         parts = self._get(refs, "answer")
-        out = LastResult.concat(parts)
+        out = LastResult.concat(parts) if groups is None else self._merge_spread(parts, groups)
         out.timing["worker_total"] = out.timing.get("total", 0.0)
         out.timing["total"] = time.perf_counter() - t0
         return out

@@ -402,6 +402,21 @@ def test_ray_backend_matches_local(ray_session, mode):
         be.search(user, cand, ids)
 
 
+def test_ray_backend_spreads_one_requests_perturbations_like_local(ray_session):
+    s = search(mode="parameter", seed=4, steps=(-6.0, 6.0, 8.0), resamples=2)
+    user, cand, ids = requests(3)
+    with RayBackend.from_search(s, n_actors=2, num_cpus_per_actor=0.5, timeout_s=120,
+                                split="candidates") as be:
+        assert be._step_groups(3) == [(-6.0, 8.0), (6.0,)]
+        got = be.search(user, cand, ids, batch_index=2)
+    want = s.search(user, cand, ids, batch_index=2)
+    assert got.labels == want.labels
+    np.testing.assert_array_equal(got.candidate_slates, want.candidate_slates)
+    np.testing.assert_array_equal(got.slates, want.slates)
+    np.testing.assert_array_equal(got.winner, want.winner)
+    np.testing.assert_allclose(got.candidate_scores, want.candidate_scores, rtol=1e-5, atol=1e-6)
+
+
 def test_ray_backend_from_explicit_states(ray_session):
     s = search(mode="parameter", resamples=2, seed=1)
     gen, ev = generator(), trained_evaluator()
