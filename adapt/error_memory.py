@@ -26,9 +26,9 @@ smooth out the unlucky splits of a cluster by one hyperplane. All ``R * L`` proj
 float32 dot with powers of two, exact because ``L <= 24``).
 
 A bucket holds three numbers: ``count``, ``sum_y`` and ``sum_y_base``. Memory is
-``3 * R * 2**L`` float64 numbers (plus ``R * 2**L`` timestamps with ``half_life``) and never
-grows, whatever is written. Writes are O(1) per sample and vectorised (``np.add.at`` on the
-flattened bucket index, array ``r`` offset by ``r * 2**L``).
+``3 * R * 2**L`` float64 numbers and never grows, whatever is written. Writes are O(1) per
+sample and vectorised (``np.add.at`` on the flattened bucket index, array ``r`` offset by
+``r * 2**L``).
 
 Read-out
 --------
@@ -70,11 +70,13 @@ Options
 * ``half_life`` (in samples, default 20,000): exponential forgetting, so that after a shift
   pre-shift labels fade instead of answering for ever; ``None`` keeps everything. Before a
   batch of ``n`` samples is added every stored number (counts and sums) is multiplied by
-  ``0.5 ** (n / half_life)``. It is done lazily and exactly: each bucket keeps the sample clock
-  of its last write and is brought up to date only when touched (by a write, O(1) per sample)
-  or read (the decayed count is computed on the fly), so forgetting never costs O(table). The
-  clock counts every sample offered to ``write``, including those the ``sigma`` filter drops:
-  forgetting follows the stream.
+  ``0.5 ** (n / half_life)``. It is done exactly and for free by inflating instead of decaying:
+  a sample written at clock ``t`` is added with weight ``2 ** ((t - t_ref) / half_life)``, so
+  every stored number is its decayed value times the same factor ``2 ** ((now - t_ref) /
+  half_life)``. Bucket means, count shares and count ratios do not see a common factor; counts
+  are divided by it when read. When the factor would grow past ``2 ** 256`` the table is
+  rescaled once (O(table), every 256 half-lives). The clock counts every sample offered to
+  ``write``, including those the ``sigma`` filter drops: forgetting follows the stream.
 * ``reset()``: empty the memory. Call it when the base model is retrained: the stored errors
   were the old model's.
 
@@ -98,6 +100,7 @@ __all__ = ["DEFAULT_HALF_LIFE", "SIMILARITIES", "ErrorMemory", "MemoryReadout"]
 
 SIMILARITIES = ("share", "log_count")
 DEFAULT_HALF_LIFE = 20_000.0
+_MAX_INFLATION = 256.0  # half-lives between rescalings of the table (2**256 is far from overflow)
 _MAX_BITS = 24  # float32 holds every integer below 2**24 exactly: the bit packing relies on it
 
 
@@ -159,7 +162,7 @@ class ErrorMemory:
     key_dim: length of the key vectors (e.g. the evaluator's hidden size).
     n_bits: ``L``, sign projections per array; ``2**L`` buckets per array. 1..24. More bits make
         buckets narrower (more local, fewer samples each); the paper uses up to 16. The table
-        takes ``24 * R * 2**L`` bytes (32 with ``half_life``): 12 GiB at L = 24, R = 32.
+        takes ``24 * R * 2**L`` bytes: 12 GiB at L = 24, R = 32.
     n_arrays: ``R``, repeated independent arrays (tens to low hundreds in the paper).
     gamma: which prediction the neighbours' label mean is compared with in ``y_err``: this
         sample's base prediction (1) or the neighbours' mean base prediction (0).
@@ -244,9 +247,9 @@ class ErrorMemory:
         # table[0] = count, table[1] = sum_y, table[2] = sum_y_base; each (R, 2**L)
         self._table = np.zeros((3, self._n_arrays, n_buckets), dtype=np.float64)
         self._flat = self._table.reshape(3, -1)  # views, flat index = r * 2**L + bucket
-        self._stamp = np.zeros(self._n_arrays * n_buckets, dtype=np.float64) if half_life else None
         self._clock = 0.0  # samples offered to write() since reset (drives the decay)
-        self._total = 0.0  # decayed samples stored: every array's total count (share similarity)
+        self._total = 0.0  # samples stored (inflated like the table): every array's total count
+        self._ref = 0.0  # clock at which the inflation factor was last 1
         self._work: dict[str, np.ndarray] = {}  # scratch buffers, see chunk_rows
         self._n_written = 0  # samples actually stored (after the sigma filter)
         self._version = 0  # bumped by every change of the stored numbers
@@ -266,7 +269,7 @@ class ErrorMemory:
 
     @property
     def half_life(self) -> float | None:
-        """Fixed at construction: switching decay on later would need the missing timestamps."""
+        """Fixed at construction (the stored numbers are inflated by it)."""
         return self._half_life
 
     @property
@@ -339,12 +342,11 @@ class ErrorMemory:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the memory: bucket table, timestamps (half_life) and projections.
+        """Bytes held by the memory: bucket table and projections.
 
         Constant for a given configuration: writes never allocate more.
         """
-        stamp = 0 if self._stamp is None else self._stamp.nbytes
-        return int(self._table.nbytes + stamp + self._proj_t.nbytes)
+        return int(self._table.nbytes + self._proj_t.nbytes)
 
     def __repr__(self) -> str:
         return (
@@ -424,6 +426,12 @@ class ErrorMemory:
         idx += self._offsets[:, None]
         return idx
 
+    def _deflation(self) -> float:
+        """The factor turning stored (inflated) numbers into their decayed values now."""
+        if self._half_life is None:
+            return 1.0
+        return 2.0 ** (-(self._clock - self._ref) / self._half_life)
+
     def bucket_index(self, keys: Any) -> np.ndarray:
         """Bucket of each key in each array, shape ``(n, R)``, values in ``0 .. 2**L - 1``."""
         k = self._keys(keys)
@@ -452,35 +460,27 @@ class ErrorMemory:
                 k, yv, yb = k[keep], yv[keep], yb[keep]
         now = self._clock + n
         self._clock = now
+        weight = 1.0
         if self._half_life is not None:
-            self._total *= 2.0 ** (-n / self._half_life)
-        self._total += k.shape[0]
+            exponent = (now - self._ref) / self._half_life
+            if exponent > _MAX_INFLATION:  # rescale to the present, once in a long while
+                self._table *= 2.0 ** -exponent
+                self._total *= 2.0 ** -exponent
+                self._ref, exponent = now, 0.0
+            weight = 2.0 ** exponent
         m_total = k.shape[0]
+        self._total += m_total * weight
         cnt, sum_y, sum_b = self._flat
         r = self._n_arrays
         for lo in range(0, m_total, self.chunk_rows):
             hi = min(lo + self.chunk_rows, m_total)
             m = hi - lo
             flat = self._index(k[lo:hi]).reshape(-1)  # array-major: entry r * m + i
-            if self._stamp is not None:
-                # Lazy exact decay: bring the touched buckets to `now` before adding. Duplicate
-                # indices put the same value (computed from the old one): idempotent per bucket.
-                factor = self._scratch("factor", (r * m,), np.float64)
-                tmp = self._scratch("tmp", (r * m,), np.float64)
-                self._stamp.take(flat, out=factor)
-                factor -= now
-                factor /= self._half_life
-                np.exp2(factor, out=factor)
-                for arr in (cnt, sum_y, sum_b):
-                    arr.take(flat, out=tmp)
-                    tmp *= factor
-                    arr.put(flat, tmp)
-                self._stamp.put(flat, now)
             vals = self._scratch("vals", (r, m), np.float64)
-            np.add.at(cnt, flat, 1.0)
-            vals[...] = yv[None, lo:hi]
+            np.add.at(cnt, flat, weight)
+            np.multiply(yv[None, lo:hi], weight, out=vals)
             np.add.at(sum_y, flat, vals.reshape(-1))
-            vals[...] = yb[None, lo:hi]
+            np.multiply(yb[None, lo:hi], weight, out=vals)
             np.add.at(sum_b, flat, vals.reshape(-1))
         self._n_written += m_total
         self._version += 1
@@ -506,18 +506,16 @@ class ErrorMemory:
         np.maximum(c, tiny, out=w)
         y_bar /= w
         y_bar_base /= w
-        if self._stamp is not None:
-            self._stamp.take(flat, out=w)
-            w -= self._clock
-            w /= self._half_life
-            np.exp2(w, out=w)
-            c *= w  # decayed counts
+        deflate = self._deflation()
+        if deflate != 1.0:
+            c *= deflate  # decayed counts
         cmax = c.max(axis=0, keepdims=True)
         hit = cmax[0] > 0.0
         if self._similarity == "share":
             # softmax_r(c_r / (total * tau)) over non-empty buckets, shifted by the max for
             # stability; empty buckets are zeroed afterwards (no evidence, no weight)
-            scale = 1.0 / (self._total * self._tau) if self._total > 0.0 else 0.0
+            total = self._total * deflate
+            scale = 1.0 / (total * self._tau) if total > 0.0 else 0.0
             np.subtract(c, cmax, out=w)
             w *= scale
             np.exp(w, out=w)
@@ -580,8 +578,7 @@ class ErrorMemory:
     def reset(self) -> None:
         """Forget everything (call when the base model is retrained); keeps the hyperplanes."""
         self._table.fill(0.0)
-        if self._stamp is not None:
-            self._stamp.fill(0.0)
+        self._ref = 0.0
         self._clock = 0.0
         self._total = 0.0
         self._n_written = 0
@@ -608,10 +605,9 @@ class ErrorMemory:
         return {
             "config": self.config(),
             "projections": self._proj_t.T.copy(),
-            "table": self._table.copy(),
-            "stamp": None if self._stamp is None else self._stamp.copy(),
+            "table": self._table * self._deflation(),  # the decayed numbers, as of the clock
             "clock": self._clock,
-            "total": self._total,
+            "total": self._total * self._deflation(),
             "n_written": self._n_written,
         }
 
@@ -624,7 +620,6 @@ class ErrorMemory:
             cfg = dict(state["config"])
             proj = np.asarray(state["projections"], dtype=np.float32)
             table = np.asarray(state["table"], dtype=np.float64)
-            stamp = state["stamp"]
             clock = float(state["clock"])
             total = float(state["total"])
             n_written = int(state["n_written"])
@@ -642,15 +637,9 @@ class ErrorMemory:
         fresh = ErrorMemory(**cfg, projections=proj)  # validates config and projections
         if table.shape != fresh._table.shape:
             raise ValueError(f"table has shape {table.shape}, expected {fresh._table.shape}")
-        if (stamp is None) != (fresh._stamp is None):
-            raise ValueError("stamp must be present exactly when half_life is set")
         fresh._table[...] = table
-        if stamp is not None:
-            stamp = np.asarray(stamp, dtype=np.float64)
-            if stamp.shape != fresh._stamp.shape:
-                raise ValueError(f"stamp has shape {stamp.shape}, expected {fresh._stamp.shape}")
-            fresh._stamp[...] = stamp
         fresh._clock = clock
+        fresh._ref = clock
         fresh._total = total
         fresh._n_written = n_written
         fresh._version = self._version + 1

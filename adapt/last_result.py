@@ -15,7 +15,7 @@ class LastResult:
     """What LAST served for a batch of B requests.
 
     ``slates`` (B, K) int64: served slates (indices into each request's candidates).
-    ``scores`` (B,): scorer score of the served slates; ``base_scores`` (B,): of the greedy.
+    ``scores`` (B,): judge score of the served slates; ``base_scores`` (B,): of the greedy.
     ``winner`` (B,) int64: index into ``labels`` of the served candidate; **0 is the
     unperturbed greedy slate** (served when nothing beats it), ``1..P`` the candidates in the
     order of ``labels`` (step offsets / serial steps first, then resamples).

@@ -273,7 +273,7 @@ def test_reset_empties_everything():
     before = mem.state_dict()
     mem.reset()
     after = mem.state_dict()
-    assert not after["table"].any() and not after["stamp"].any()
+    assert not after["table"].any() and after["total"] == 0.0
     assert mem.n_written == 0 and mem.n_seen == 0
     assert np.array_equal(mem.compensate(keys, y_base), y_base)
     np.testing.assert_array_equal(after["projections"], before["projections"])  # hash kept
@@ -293,7 +293,7 @@ def test_half_life_halves_old_samples():
     np.testing.assert_allclose(ro.y_bar[0, 0], old / (old + 1.0))
 
 
-def test_lazy_decay_equals_eager_decay():
+def test_inflated_weights_equal_eager_decay():
     rng = np.random.default_rng(7)
     half_life = 50.0
     mem = ErrorMemory(3, n_bits=3, n_arrays=4, half_life=half_life, seed=2)
@@ -306,8 +306,20 @@ def test_lazy_decay_equals_eager_decay():
             np.add.at(eager[row], flat, np.repeat(vals, 4))
         mem.write(keys, y, yb)
     state = mem.state_dict()
-    lazy = state["table"].reshape(3, -1) * np.exp2((state["stamp"] - state["clock"]) / half_life)
-    np.testing.assert_allclose(lazy, eager, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(state["table"].reshape(3, -1), eager, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(state["total"], eager[0].sum() / 4, rtol=1e-12)
+
+
+def test_decay_survives_the_rescaling_of_a_long_stream():
+    # 2,000 half-lives: the inflation is rescaled several times; reads stay exact
+    mem = ErrorMemory(2, n_bits=1, n_arrays=1, projections=EYE[:, :1], half_life=1.0)
+    for _ in range(2000):
+        mem.write(np.array([A]), np.array([1.0]), np.array([0.5]))
+    mem.write(np.array([D]), np.array([0.0]), np.array([0.5]))
+    ro = mem.read(np.array([A, D]))
+    np.testing.assert_allclose(ro.count[:, 0], [1.0, 1.0])  # sum of 0.5**k over k >= 1, and 1
+    np.testing.assert_allclose(ro.y_bar[:, 0], [1.0, 0.0])
+    assert np.isfinite(mem.state_dict()["table"]).all()
 
 
 def test_state_dict_round_trip():
@@ -333,7 +345,7 @@ def test_memory_size_is_constant():
     rng = np.random.default_rng(1)
     mem = ErrorMemory(8, n_bits=6, n_arrays=4, half_life=1000.0)
     nbytes = mem.nbytes
-    assert nbytes == (3 + 1) * 4 * 64 * 8 + 8 * 4 * 6 * 4  # table + stamps + projections
+    assert nbytes == 3 * 4 * 64 * 8 + 8 * 4 * 6 * 4  # table + projections
     for _ in range(20):
         mem.write(rng.standard_normal((1000, 8)), rng.random(1000), rng.random(1000))
     assert mem.nbytes == nbytes and mem.n_written == 20_000
