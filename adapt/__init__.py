@@ -7,12 +7,13 @@
   :class:`LocalBackend` (one batched torch computation) and :class:`RayBackend` (actor pool).
 """
 
-from .backends import LocalBackend, RayBackend
+from .backends import LocalBackend
 from .compensated import CompensatedEvaluator
 from .compensation_study import compare_by_slot
 from .error_memory import ErrorMemory, MemoryReadout
 from .last import LastSearch
 from .last_result import LastResult
+from .ray_backend import RayBackend
 from .requests import budget_split
 
 __all__ = [

@@ -80,7 +80,7 @@ class SearchAgent(PretrainedAgent):
             return self.search.search(x["user"], x["candidates"], x["candidate_ids"],
                                       batch_index=batch_index)
         if self._backend is None:
-            from ..adapt.backends import RayBackend
+            from ..adapt.ray_backend import RayBackend
 
             self._backend = RayBackend.from_search(self.search, n_actors=self._ray_actors)
         memory = None if self.compensated is None else self.compensated.memory

@@ -25,9 +25,10 @@ import time
 import numpy as np
 import torch
 
-from ..adapt.backends import LocalBackend, RayBackend
+from ..adapt.backends import LocalBackend
 from ..adapt.compensated import CompensatedEvaluator
 from ..adapt.last import LastSearch
+from ..adapt.ray_backend import RayBackend
 from ..adapt.requests import budget_split
 from ..evaluator.config import EvaluatorConfig
 from ..evaluator.model import ListwiseEvaluator

@@ -10,9 +10,10 @@ import pytest
 import torch
 from conftest_models import heldout_data, train_data, trained_evaluator, world
 
-from driftrank.adapt.backends import LocalBackend, RayBackend
+from driftrank.adapt.backends import LocalBackend
 from driftrank.adapt.last import LastSearch, _unit_offset
 from driftrank.adapt.last_result import LastResult
+from driftrank.adapt.ray_backend import RayBackend
 from driftrank.adapt.requests import budget_split, request_seed
 from driftrank.evaluator import gather_slate
 from driftrank.experiments.bench_adapt import bench_last
