@@ -104,3 +104,19 @@ def test_key_dimension_mismatch_is_a_clear_error(models):
     _, pre = models
     with pytest.raises(ValueError, match="key_dim"):
         CompensatedEvaluator(pre.evaluator, memory=ErrorMemory(7))
+
+
+def test_compensation_by_slot_on_a_scenario(models):
+    from driftrank.experiments.compensation import compensation_by_slot
+
+    env, pre = models
+    df = compensation_by_slot("abrupt-shift", pre.evaluator, pre.generator, world=WORLD, seed=4,
+                              batch=200, warmup_batches=11, n_slots=3, batches_per_slot=5,
+                              n_bits=10, lam=0.5)
+    assert list(df["slot"]) == [0, 1, 2] and (df["n"] > 0).all()
+    assert df.loc[0, "comp_logloss"] == df.loc[0, "base_logloss"]  # empty memory: no change
+    later = df.iloc[1:]
+    assert (later["comp_logloss"] < later["base_logloss"]).all()
+    assert (later["comp_auc"] > later["base_auc"]).all()
+    with pytest.raises(ValueError, match="n_slots"):
+        compensation_by_slot("abrupt-shift", pre.evaluator, pre.generator, n_slots=0)
