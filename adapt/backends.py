@@ -1,67 +1,38 @@
-"""Where the LAST search runs: in-process (``LocalBackend``) or on a pool of Ray actors
-(``RayBackend``). Both expose ``search(user, candidates, candidate_ids, batch_index) ->
-LastResult``, ``search_many(requests)`` (an iterator of results, in order) and ``close()``.
+"""Where the LAST search runs. ``LocalBackend`` runs it in-process; ``RayBackend``
+(:mod:`driftrank.adapt.ray_backend`) on a pool of Ray actors. Both expose ``search(user,
+candidates, candidate_ids, batch_index, memory=None) -> LastResult``, ``search_many(requests)``
+(an iterator of results, in order) and ``close()``.
 
 Same results for the same seed: every request's sampler is seeded from ``(seed, batch_index,
-row)`` (see :func:`driftrank.adapt.last.request_seed`), where ``row`` is the request's index in
-the *call*, whatever chunk or actor processes it. The served slates and winners are identical;
-scores may differ in the last float32 bit, because a chunk is a smaller matrix than the whole
-batch and the BLAS kernels sum in a different order for different sizes.
-
-When Ray pays off: a Ray call costs a fixed 1-5 ms (serialisation, scheduling, two network
-hops), about one LAST search of a single request on one core. So it pays off only when a call
-carries enough work to split (large batches, large P) and spare cores exist for the actors, or
-when calls are pipelined (``search_many``) so that actors on other cores or machines work while
-the driver prepares the next batch. At batch 1 on one machine, ``LocalBackend`` is faster.
+row)`` (see :func:`driftrank.adapt.requests.request_seed`), where ``row`` is the request's index
+in the *call*, whatever chunk or actor processes it. The served slates and winners are
+identical; scores may differ in the last float32 bit, because a chunk is a smaller matrix than
+the whole batch and the BLAS kernels sum in a different order for different sizes.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 
 import numpy as np
-import torch
 
-from ..evaluator.config import EvaluatorConfig
-from ..evaluator.model import ListwiseEvaluator
-from ..generator.config import GeneratorConfig
-from ..generator.model import SlateGenerator
-from .last import LastResult, LastSearch, check_index, check_requests
-from .ray_session import start_ray
+from .last import LastSearch
+from .last_result import LastResult
 
-__all__ = ["LocalBackend", "RayBackend", "search_options"]
+__all__ = ["LocalBackend"]
 
 Request = tuple  # (user, candidates, candidate_ids, batch_index)
 
 
-def search_options(search: LastSearch) -> dict:
-    """The keyword arguments that rebuild ``search`` (its scorer excluded)."""
-    return {
-        "mode": search.mode,
-        "steps": tuple(search.steps),
-        "resamples": search.resamples,
-        "serial_steps": search.serial_steps if search.mode == "serial" else 3,
-        "serial_step": search.serial_step,
-        "seed": search.seed,
-        "advantage": search.advantage,
-        "baseline": search.baseline,
-        "scale": search.scale,
-        "min_gain": search.min_gain,
-        "batched": search.batched,
-    }
-
-
-def _row_chunks(b: int, n: int) -> list[tuple[int, int]]:
+def row_chunks(b: int, n: int) -> list[tuple[int, int]]:
     """``n`` contiguous, nearly equal [start, stop) chunks of ``b`` rows (none empty)."""
     n = max(1, min(n, b))
     edges = np.linspace(0, b, n + 1).round().astype(int)
     return [(int(a), int(z)) for a, z in zip(edges[:-1], edges[1:], strict=True) if z > a]
 
 
-def _unpack(request) -> tuple:
+def unpack_request(request) -> tuple:
     if not isinstance(request, (tuple, list)) or not 3 <= len(request) <= 4:
         raise ValueError(
             "each request must be (user, candidates, candidate_ids[, batch_index]), "
@@ -92,7 +63,10 @@ class LocalBackend:
         self.micro_batch = micro_batch
         self._closed = False
 
-    def search(self, user, candidates, candidate_ids=None, batch_index: int = 0) -> LastResult:
+    def search(self, user, candidates, candidate_ids=None, batch_index: int = 0, *,
+               memory=None) -> LastResult:
+        """Serve a batch in-process (``memory`` is accepted for symmetry with ``RayBackend``:
+        the local judge reads its memory directly)."""
         if self._closed:
             raise RuntimeError("this LocalBackend is closed")
         t0 = time.perf_counter()
@@ -113,290 +87,12 @@ class LocalBackend:
     def search_many(self, requests: Iterable) -> Iterator[LastResult]:
         """Results of ``(user, candidates, candidate_ids[, batch_index])`` requests, in order."""
         for request in requests:
-            yield self.search(*_unpack(request))
+            yield self.search(*unpack_request(request))
 
     def close(self) -> None:
         self._closed = True
 
     def __enter__(self) -> LocalBackend:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-# -- ray -----------------------------------------------------------------------------------------
-
-
-class _LastWorker:
-    """A Ray actor holding one replica of the generator and the evaluator (loaded once)."""
-
-    def __init__(
-        self, generator_state, evaluator_state, generator_config, evaluator_config, options
-    ):
-        torch.set_num_threads(1)
-        gen = SlateGenerator(GeneratorConfig(**generator_config))
-        gen.load_state_dict({k: torch.as_tensor(np.array(v)) for k, v in generator_state.items()})
-        ev = ListwiseEvaluator(EvaluatorConfig(**evaluator_config))
-        ev.load_state_dict({k: torch.as_tensor(np.array(v)) for k, v in evaluator_state.items()})
-        self.search = LastSearch(gen.eval(), ev.eval(), **options)
-
-    def ready(self) -> int:
-        return torch.get_num_threads()
-
-    def run(self, user, candidates, candidate_ids, batch_index: int, row_offset: int):
-        return self.search.search(
-            user, candidates, candidate_ids, batch_index, row_offset=row_offset
-        )
-
-
-_REMOTE_WORKER = None
-
-
-def _remote_worker():
-    global _REMOTE_WORKER
-    if _REMOTE_WORKER is None:
-        import ray
-
-        _REMOTE_WORKER = ray.remote(_LastWorker)
-    return _REMOTE_WORKER
-
-
-def _numpy_state(state: Mapping) -> dict[str, np.ndarray]:
-    out = {}
-    for k, v in state.items():
-        if isinstance(v, torch.Tensor):
-            v = v.detach().cpu().numpy()
-        out[k] = np.ascontiguousarray(v)
-    return out
-
-
-def _config_dict(config, cls) -> dict:
-    if isinstance(config, cls):
-        return dataclasses.asdict(config)
-    if isinstance(config, Mapping):
-        return dataclasses.asdict(cls(**config))  # validates
-    raise ValueError(f"expected a {cls.__name__} or a dict of its fields, got {config!r}")
-
-
-class RayBackend:
-    """A pool of Ray actors, each holding model replicas, sharing the requests of every call.
-
-    ``generator_state``/``evaluator_state``: ``state_dict``s, put into the object store once
-    (``ray.put``) and loaded once per actor. ``configs``: ``{"generator": GeneratorConfig or
-    dict, "evaluator": EvaluatorConfig or dict, "search": LastSearch keyword arguments}`` (no
-    custom ``scorer``: the actors score with the evaluator). The B requests of a call are split
-    into ``min(n_actors, B // min_rows_per_actor)`` contiguous chunks, one per actor, each
-    carrying its row offset so that seeding matches the local backend. At most
-    ``max_in_flight`` chunk tasks are outstanding (``search_many`` pipelines up to that);
-    every ``ray.get``/``ray.wait`` waits at most ``timeout_s`` (then ``TimeoutError``).
-    Ray is initialised with ``ray.init(address=address)`` only if it is not already; a
-    session started here is shut down by ``close()``.
-    """
-
-    name = "ray"
-
-    def __init__(
-        self,
-        generator_state: Mapping,
-        evaluator_state: Mapping,
-        configs: Mapping,
-        *,
-        n_actors: int = 2,
-        num_cpus_per_actor: float = 0.5,
-        max_in_flight: int | None = None,
-        address: str | None = None,
-        timeout_s: float = 60.0,
-        min_rows_per_actor: int = 1,
-    ):
-        import ray
-
-        if not isinstance(n_actors, int) or n_actors < 1:
-            raise ValueError(f"n_actors must be a positive int, got {n_actors!r}")
-        if not num_cpus_per_actor > 0:
-            raise ValueError(f"num_cpus_per_actor must be > 0, got {num_cpus_per_actor!r}")
-        if max_in_flight is None:
-            max_in_flight = 2 * n_actors
-        if not isinstance(max_in_flight, int) or max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be a positive int, got {max_in_flight!r}")
-        if not timeout_s > 0:
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
-        if not isinstance(min_rows_per_actor, int) or min_rows_per_actor < 1:
-            raise ValueError(
-                f"min_rows_per_actor must be a positive int, got {min_rows_per_actor!r}"
-            )
-        if not isinstance(configs, Mapping) or not {"generator", "evaluator"} <= set(configs):
-            raise ValueError(
-                "configs must be a mapping with 'generator' and 'evaluator' "
-                "(and optionally 'search') entries"
-            )
-        options = dict(configs.get("search") or {})
-        if "scorer" in options:
-            raise ValueError(
-                "RayBackend scores with the evaluator; a custom scorer cannot be "
-                "shipped to the actors (use LocalBackend for that)"
-            )
-        gen_cfg = _config_dict(configs["generator"], GeneratorConfig)
-        ev_cfg = _config_dict(configs["evaluator"], EvaluatorConfig)
-        gen_state, ev_state = _numpy_state(generator_state), _numpy_state(evaluator_state)
-        # build a local replica once: checks states, configs and options before any actor starts
-        gen = SlateGenerator(GeneratorConfig(**gen_cfg))
-        gen.load_state_dict({k: torch.as_tensor(v) for k, v in gen_state.items()})
-        ev = ListwiseEvaluator(EvaluatorConfig(**ev_cfg))
-        ev.load_state_dict({k: torch.as_tensor(v) for k, v in ev_state.items()})
-        self._shadow = LastSearch(gen.eval(), ev.eval(), **options)
-
-        self.n_actors = n_actors
-        self.max_in_flight = max_in_flight
-        self.timeout_s = float(timeout_s)
-        self.min_rows_per_actor = min_rows_per_actor
-        self._owns_ray = start_ray(address)
-        self._inflight: set = set()
-        self._next = 0
-        self._actors: list = []
-        try:
-            gen_ref, ev_ref = ray.put(gen_state), ray.put(ev_state)
-            worker = _remote_worker().options(num_cpus=num_cpus_per_actor)
-            self._actors = [
-                worker.remote(gen_ref, ev_ref, gen_cfg, ev_cfg, options) for _ in range(n_actors)
-            ]
-            self._get([a.ready.remote() for a in self._actors], "start")
-        except BaseException:
-            self.close()
-            raise
-
-    @classmethod
-    def from_search(cls, search: LastSearch, **kwargs) -> RayBackend:
-        """A pool replicating ``search``'s models and options (``kwargs``: see the class)."""
-        if search.scorer is not None:
-            raise ValueError(
-                "RayBackend scores with the evaluator; this search has a custom "
-                "scorer (use LocalBackend)"
-            )
-        configs = {
-            "generator": search.generator.config,
-            "evaluator": search.evaluator.config,
-            "search": search_options(search),
-        }
-        return cls(search.generator.state_dict(), search.evaluator.state_dict(), configs, **kwargs)
-
-    # -- ray plumbing ----------------------------------------------------------------------------
-
-    def _get(self, refs: list, what: str):
-        import ray
-
-        try:
-            out = ray.get(refs, timeout=self.timeout_s)
-        except ray.exceptions.GetTimeoutError as e:
-            raise TimeoutError(
-                f"LAST actors did not {what} within {self.timeout_s:g} s "
-                f"({len(self._actors)} actors; is the cluster short of CPUs?)"
-            ) from e
-        finally:
-            self._inflight.difference_update(refs)
-        return out
-
-    def _wait_for_room(self, n: int) -> None:
-        import ray
-
-        while self._inflight and len(self._inflight) + n > self.max_in_flight:
-            ready, _ = ray.wait(list(self._inflight), num_returns=1, timeout=self.timeout_s)
-            if not ready:
-                raise TimeoutError(
-                    f"no LAST task finished within {self.timeout_s:g} s "
-                    f"({len(self._inflight)} in flight)"
-                )
-            self._inflight.difference_update(ready)
-
-    def _submit(self, user, candidates, candidate_ids, batch_index) -> tuple[list, float]:
-        if not self._actors:
-            raise RuntimeError("this RayBackend is closed")
-        batch_index = check_index("batch_index", batch_index)
-        t0 = time.perf_counter()
-        s = self._shadow
-        gc = s.generator.config
-        user, cand, ids = check_requests(
-            user,
-            candidates,
-            candidate_ids,
-            user_dim=gc.user_dim,
-            item_dim=gc.item_dim,
-            slate_size=s.slate_size,
-            need_ids=s.need_ids,
-        )
-        u, c = user.numpy(), cand.numpy()
-        i = None if ids is None else ids.numpy()
-        n_chunks = min(self.n_actors, max(1, len(u) // self.min_rows_per_actor))
-        chunks = _row_chunks(len(u), n_chunks)
-        self._wait_for_room(len(chunks))
-        refs = []
-        for j, (a, z) in enumerate(chunks):
-            actor = self._actors[(self._next + j) % self.n_actors]
-            refs.append(
-                actor.run.remote(u[a:z], c[a:z], None if i is None else i[a:z], batch_index, a)
-            )
-        self._next = (self._next + len(chunks)) % self.n_actors
-        self._inflight.update(refs)
-        return refs, t0
-
-    def _collect(self, refs: list, t0: float) -> LastResult:
-        if not refs:
-            return self._shadow.search(
-                np.zeros((0, self._shadow.generator.config.user_dim), np.float32),
-                np.zeros(
-                    (0, self._shadow.slate_size, self._shadow.generator.config.item_dim), np.float32
-                ),
-                np.zeros((0, self._shadow.slate_size), np.int64),
-            )
-        parts = self._get(refs, "answer")
-        out = LastResult.concat(parts)
-        out.timing["worker_total"] = out.timing.get("total", 0.0)
-        out.timing["total"] = time.perf_counter() - t0
-        return out
-
-    # -- public ----------------------------------------------------------------------------------
-
-    def search(self, user, candidates, candidate_ids=None, batch_index: int = 0) -> LastResult:
-        return self._collect(*self._submit(user, candidates, candidate_ids, batch_index))
-
-    def search_many(self, requests: Iterable) -> Iterator[LastResult]:
-        """Pipelined results of ``(user, candidates, candidate_ids[, batch_index])`` requests,
-        in order, with at most ``max_in_flight`` chunk tasks outstanding."""
-        import ray
-
-        pending: deque = deque()
-        for request in requests:
-            pending.append(self._submit(*_unpack(request)))
-            while pending:
-                refs = pending[0][0]
-                done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-                if len(done) < len(refs):
-                    break
-                yield self._collect(*pending.popleft())
-        while pending:
-            yield self._collect(*pending.popleft())
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self._shadow.labels
-
-    def close(self) -> None:
-        """Kill the actors (and shut Ray down if this backend started it). Idempotent."""
-        import ray
-
-        actors, self._actors = self._actors, []
-        self._inflight.clear()
-        if ray.is_initialized():
-            for a in actors:
-                try:
-                    ray.kill(a, no_restart=True)
-                except Exception:  # already dead
-                    pass
-            if self._owns_ray:
-                ray.shutdown()
-        self._owns_ray = False
-
-    def __enter__(self) -> RayBackend:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -26,34 +26,28 @@ smooth out the unlucky splits of a cluster by one hyperplane. All ``R * L`` proj
 float32 dot with powers of two, exact because ``L <= 24``).
 
 A bucket holds three numbers: ``count``, ``sum_y`` and ``sum_y_base``. Memory is
-``3 * R * 2**L`` float64 numbers (plus ``R * 2**L`` timestamps with ``half_life``) and never
-grows, whatever is written. Writes are O(1) per sample and vectorised (``np.add.at`` on the
-flattened bucket index, array ``r`` offset by ``r * 2**L``).
+``3 * R * 2**L`` float64 numbers and never grows, whatever is written. Writes are O(1) per
+sample and vectorised (``np.add.at`` on the flattened bucket index, array ``r`` offset by
+``r * 2**L``).
 
 Read-out
 --------
 For a query key, array ``r`` returns its bucket's ``count c_r`` and the bucket means
 ``y_bar_r = sum_y / c_r`` and ``y_bar_base_r = sum_y_base / c_r``. The ``R`` read-outs are
 combined by attention: a softmax over the arrays at temperature ``tau`` of a similarity
-``s_r``, restricted to non-empty buckets (an empty bucket gets weight 0 and contributes
-nothing). This memory stores no key vectors (three numbers per bucket), so the similarity can
-only come from what a bucket holds, its count:
+``s_r``, restricted to non-empty buckets (an empty bucket holds no evidence: weight 0).
 
-    s_r = log(c_r)        =>    w_r = softmax_r(s_r / tau) = c_r**(1/tau) / sum_r' c_r'**(1/tau)
+``similarity="share"`` (the default, the paper's): ``s_r = c_r / sum_b c_b``, the bucket's share
+of its array's count, a kernel-density estimate of the query's neighbourhood. Every array holds
+one entry per sample, so the denominator is the (decayed) number of samples written, the same
+for all arrays. Shares are small, so at the paper's ``tau = 0.1`` the weights stay close to
+uniform over the non-empty arrays and only a bucket holding a sizeable part of the whole stream
+dominates: each array votes, and one unlucky collision cannot take over the read-out.
 
-Why ``log(count)``:
-
-* ``tau = 1`` gives ``w_r`` proportional to ``c_r``, i.e. precision weighting (the variance of a
-  bucket mean is proportional to ``1 / c_r``): the read-out equals the pooled mean
-  ``sum_r sum_y_r / sum_r c_r`` over all the samples the query collided with.
-* ``tau -> inf`` averages the non-empty arrays uniformly; ``tau -> 0`` keeps only the fullest
-  bucket (the array whose hyperplanes did not split the query's neighbourhood). The default
-  ``tau = 0.1`` (the paper's) is sharp: ``w`` is proportional to ``c**10``. Caveat: a bucket
-  crowded by unrelated keys is also "full", and counts cannot tell the two apart; with few bits
-  (small ``L``) or keys bunched in a narrow cone, prefer a larger ``tau`` (towards uniform).
-* It is scale free: multiplying every count by the same factor (a longer stream, or the decay
-  of ``half_life``) leaves the weights unchanged, so ``tau`` keeps its meaning over time. Plain
-  ``log1p(count)`` would not be.
+``similarity="log_count"``: ``s_r = log(c_r)``, so ``w_r`` is proportional to ``c_r**(1/tau)``.
+At ``tau = 1`` that is precision weighting (the read-out is the pooled mean over everything the
+query collided with); at ``tau = 0.1`` it keeps only the most crowded bucket, which is where
+unrelated keys collided: kept as a named option, not the default.
 
 Compensation
 ------------
@@ -73,11 +67,15 @@ Options
 -------
 * ``sigma``: write only samples with ``|y - y_base| > sigma`` (the memory then holds the base
   model's mistakes only; ``sigma = 0`` disables the filter and writes everything).
-* ``half_life`` (in samples): exponential forgetting. Before a batch of ``n`` samples is added
-  every stored number (counts and sums) is multiplied by ``0.5 ** (n / half_life)``. It is done
-  lazily and exactly: each bucket keeps the sample clock of its last write and is brought up to
-  date only when touched (by a write, O(1) per sample) or read (the decayed count is computed on
-  the fly), so forgetting never costs O(table). The clock counts every sample offered to
+* ``half_life`` (in samples, default 20,000): exponential forgetting, so that after a shift
+  pre-shift labels fade instead of answering for ever; ``None`` keeps everything. Before a
+  batch of ``n`` samples is added every stored number (counts and sums) is multiplied by
+  ``0.5 ** (n / half_life)``. It is done exactly and for free by inflating instead of decaying:
+  a sample written at clock ``t`` is added with weight ``2 ** ((t - t_ref) / half_life)``, so
+  every stored number is its decayed value times the same factor ``2 ** ((now - t_ref) /
+  half_life)``. Bucket means, count shares and count ratios do not see a common factor; counts
+  are divided by it when read. When the factor would grow past ``2 ** 256`` the table is
+  rescaled once (O(table), every 256 half-lives). The clock counts every sample offered to
   ``write``, including those the ``sigma`` filter drops: forgetting follows the stream.
 * ``reset()``: empty the memory. Call it when the base model is retrained: the stored errors
   were the old model's.
@@ -85,8 +83,8 @@ Options
 Cost
 ----
 Hashing dominates: ``2 * key_dim * R * L`` flops per key (one float32 matmul); the rest is
-``O(R)`` gathers/scatters per key. ``experiments/bench_memory.py`` measures it (about 1e6 keys/s
-per thread at key_dim 64, R 32, L 8..12 on a recent x86 core). Batches are processed in chunks
+``O(R)`` gathers/scatters per key. ``experiments/bench_memory.py`` measures it (figures in the
+README). Batches are processed in chunks
 with reused scratch buffers, so an instance is not thread-safe: give each thread its own.
 """
 
@@ -97,9 +95,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
-__all__ = ["ErrorMemory", "MemoryReadout"]
+__all__ = ["DEFAULT_HALF_LIFE", "SIMILARITIES", "ErrorMemory", "MemoryReadout"]
 
+SIMILARITIES = ("share", "log_count")
+DEFAULT_HALF_LIFE = 20_000.0
+_MAX_INFLATION = 256.0  # half-lives between rescalings of the table (2**256 is far from overflow)
 _MAX_BITS = 24  # float32 holds every integer below 2**24 exactly: the bit packing relies on it
 
 
@@ -161,15 +163,17 @@ class ErrorMemory:
     key_dim: length of the key vectors (e.g. the evaluator's hidden size).
     n_bits: ``L``, sign projections per array; ``2**L`` buckets per array. 1..24. More bits make
         buckets narrower (more local, fewer samples each); the paper uses up to 16. The table
-        takes ``24 * R * 2**L`` bytes (32 with ``half_life``): 12 GiB at L = 24, R = 32.
+        takes ``24 * R * 2**L`` bytes: 12 GiB at L = 24, R = 32.
     n_arrays: ``R``, repeated independent arrays (tens to low hundreds in the paper).
     gamma: which prediction the neighbours' label mean is compared with in ``y_err``: this
         sample's base prediction (1) or the neighbours' mean base prediction (0).
     lam: compensation strength in [0, 1].
     tau: softmax temperature of the attention over the ``R`` arrays, > 0.
     sigma: write only samples with ``|y - y_base| > sigma``; 0 writes everything.
-    half_life: forget old samples with this half-life, counted in samples offered to ``write``;
-        None keeps everything until ``reset()``.
+    half_life: forget old samples with this half-life, counted in samples offered to ``write``
+        (default 20,000); None keeps everything until ``reset()``.
+    similarity: "share" (the paper's bucket share of its array's count, default) or
+        "log_count" (see the module docstring).
     seed: seed of ``np.random.default_rng`` drawing the Gaussian projections.
     projections: optional explicit ``(key_dim, R * L)`` projection matrix (used instead of
         ``seed``); column ``r * L + j`` is bit ``j`` (weight ``2**j``) of array ``r``. Meant for
@@ -185,8 +189,9 @@ class ErrorMemory:
         lam: float = 0.5,
         tau: float = 0.1,
         sigma: float = 0.0,
-        half_life: float | None = None,
+        half_life: float | None = DEFAULT_HALF_LIFE,
         seed: int = 0,
+        similarity: str = "share",
         *,
         projections: np.ndarray | None = None,
     ) -> None:
@@ -205,6 +210,12 @@ class ErrorMemory:
                 raise ValueError(
                     f"half_life must be a positive number of samples or None, got {half_life!r}"
                 )
+        if similarity not in SIMILARITIES:
+            raise ValueError(
+                f"similarity must be one of {SIMILARITIES}, got {similarity!r}; "
+                f"'share' is the ReLoop2 paper's"
+            )
+        self._similarity = similarity
         self._key_dim = int(key_dim)
         self._n_bits = int(n_bits)
         self._n_arrays = int(n_arrays)
@@ -231,16 +242,20 @@ class ErrorMemory:
         # stored transposed, (R*L, key_dim): the matmul then yields the (R, m) layout directly
         self._proj_t = np.ascontiguousarray(proj.T)
         self._pow2 = (2.0 ** np.arange(self._n_bits)).astype(np.float32)
+        self._proj_t_torch = torch.from_numpy(self._proj_t)  # views of the same memory
+        self._pow2_torch = torch.from_numpy(self._pow2).view(1, 1, -1)
         self._offsets = np.arange(self._n_arrays, dtype=np.intp) << self._n_bits
 
         n_buckets = 1 << self._n_bits
         # table[0] = count, table[1] = sum_y, table[2] = sum_y_base; each (R, 2**L)
         self._table = np.zeros((3, self._n_arrays, n_buckets), dtype=np.float64)
         self._flat = self._table.reshape(3, -1)  # views, flat index = r * 2**L + bucket
-        self._stamp = np.zeros(self._n_arrays * n_buckets, dtype=np.float64) if half_life else None
         self._clock = 0.0  # samples offered to write() since reset (drives the decay)
+        self._total = 0.0  # samples stored (inflated like the table): every array's total count
+        self._ref = 0.0  # clock at which the inflation factor was last 1
         self._work: dict[str, np.ndarray] = {}  # scratch buffers, see chunk_rows
         self._n_written = 0  # samples actually stored (after the sigma filter)
+        self._version = 0  # bumped by every change of the stored numbers
 
     # ------------------------------------------------------------------ hyperparameters
     @property
@@ -257,12 +272,16 @@ class ErrorMemory:
 
     @property
     def half_life(self) -> float | None:
-        """Fixed at construction: switching decay on later would need the missing timestamps."""
+        """Fixed at construction (the stored numbers are inflated by it)."""
         return self._half_life
 
     @property
     def seed(self) -> int:
         return self._seed
+
+    @property
+    def similarity(self) -> str:
+        return self._similarity
 
     @property
     def gamma(self) -> float:
@@ -315,24 +334,29 @@ class ErrorMemory:
         return self._n_written
 
     @property
+    def version(self) -> int:
+        """A counter bumped by every write, reset and load: equal versions, equal contents."""
+        return self._version
+
+    @property
     def n_seen(self) -> int:
         """Samples offered to ``write`` since the last reset (the decay clock)."""
         return int(self._clock)
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the memory: bucket table, timestamps (half_life) and projections.
+        """Bytes held by the memory: bucket table and projections.
 
         Constant for a given configuration: writes never allocate more.
         """
-        stamp = 0 if self._stamp is None else self._stamp.nbytes
-        return int(self._table.nbytes + stamp + self._proj_t.nbytes)
+        return int(self._table.nbytes + self._proj_t.nbytes)
 
     def __repr__(self) -> str:
         return (
             f"ErrorMemory(key_dim={self._key_dim}, n_bits={self._n_bits}, "
             f"n_arrays={self._n_arrays}, gamma={self._gamma}, lam={self._lam}, tau={self._tau}, "
-            f"sigma={self._sigma}, half_life={self._half_life}, seed={self._seed}; "
+            f"sigma={self._sigma}, half_life={self._half_life}, seed={self._seed}, "
+            f"similarity={self._similarity!r}; "
             f"{self._n_written} written)"
         )
 
@@ -396,14 +420,24 @@ class ErrorMemory:
         m = keys32.shape[0]
         r, L = self._n_arrays, self._n_bits
         z = self._scratch("z", (r * L, m), np.float32)
-        np.matmul(self._proj_t, keys32.T, out=z)
+        # torch's matmul (on numpy memory, no copy): it follows torch.set_num_threads, which the
+        # agents and actors set, while numpy's BLAS would start its own threads and, on a busy
+        # machine, spin on them (measured: 20x slower reads at small batches)
+        torch.matmul(self._proj_t_torch, torch.from_numpy(keys32).T, out=torch.from_numpy(z))
         np.greater(z, 0.0, out=z, casting="unsafe")  # sign bits as 0.0 / 1.0, in place
         packed = self._scratch("packed", (r, m), np.float32)
-        np.matmul(self._pow2, z.reshape(r, L, m), out=packed)  # exact: integers < 2**24
+        torch.matmul(self._pow2_torch, torch.from_numpy(z).view(r, L, m),
+                     out=torch.from_numpy(packed).view(r, 1, m))  # exact: integers < 2**24
         idx = self._scratch("idx", (r, m), np.intp)
         np.copyto(idx, packed, casting="unsafe")
         idx += self._offsets[:, None]
         return idx
+
+    def _deflation(self) -> float:
+        """The factor turning stored (inflated) numbers into their decayed values now."""
+        if self._half_life is None:
+            return 1.0
+        return 2.0 ** (-(self._clock - self._ref) / self._half_life)
 
     def bucket_index(self, keys: Any) -> np.ndarray:
         """Bucket of each key in each array, shape ``(n, R)``, values in ``0 .. 2**L - 1``."""
@@ -433,34 +467,30 @@ class ErrorMemory:
                 k, yv, yb = k[keep], yv[keep], yb[keep]
         now = self._clock + n
         self._clock = now
+        weight = 1.0
+        if self._half_life is not None:
+            exponent = (now - self._ref) / self._half_life
+            if exponent > _MAX_INFLATION:  # rescale to the present, once in a long while
+                self._table *= 2.0 ** -exponent
+                self._total *= 2.0 ** -exponent
+                self._ref, exponent = now, 0.0
+            weight = 2.0 ** exponent
         m_total = k.shape[0]
+        self._total += m_total * weight
         cnt, sum_y, sum_b = self._flat
         r = self._n_arrays
         for lo in range(0, m_total, self.chunk_rows):
             hi = min(lo + self.chunk_rows, m_total)
             m = hi - lo
             flat = self._index(k[lo:hi]).reshape(-1)  # array-major: entry r * m + i
-            if self._stamp is not None:
-                # Lazy exact decay: bring the touched buckets to `now` before adding. Duplicate
-                # indices put the same value (computed from the old one): idempotent per bucket.
-                factor = self._scratch("factor", (r * m,), np.float64)
-                tmp = self._scratch("tmp", (r * m,), np.float64)
-                self._stamp.take(flat, out=factor)
-                factor -= now
-                factor /= self._half_life
-                np.exp2(factor, out=factor)
-                for arr in (cnt, sum_y, sum_b):
-                    arr.take(flat, out=tmp)
-                    tmp *= factor
-                    arr.put(flat, tmp)
-                self._stamp.put(flat, now)
             vals = self._scratch("vals", (r, m), np.float64)
-            np.add.at(cnt, flat, 1.0)
-            vals[...] = yv[None, lo:hi]
+            np.add.at(cnt, flat, weight)
+            np.multiply(yv[None, lo:hi], weight, out=vals)
             np.add.at(sum_y, flat, vals.reshape(-1))
-            vals[...] = yb[None, lo:hi]
+            np.multiply(yb[None, lo:hi], weight, out=vals)
             np.add.at(sum_b, flat, vals.reshape(-1))
         self._n_written += m_total
+        self._version += 1
         return m_total
 
     def _readout_chunk(
@@ -483,23 +513,30 @@ class ErrorMemory:
         np.maximum(c, tiny, out=w)
         y_bar /= w
         y_bar_base /= w
-        if self._stamp is not None:
-            self._stamp.take(flat, out=w)
-            w -= self._clock
-            w /= self._half_life
-            np.exp2(w, out=w)
-            c *= w  # decayed counts
-        # softmax_r(log(c_r) / tau) over non-empty buckets == (c_r / max_r c)**(1/tau),
-        # normalised: c == 0 gives weight 0 directly, and the ratio in [0, 1] cannot overflow.
+        deflate = self._deflation()
+        if deflate != 1.0:
+            c *= deflate  # decayed counts
         cmax = c.max(axis=0, keepdims=True)
         hit = cmax[0] > 0.0
-        np.maximum(cmax, tiny, out=cmax)
-        np.divide(c, cmax, out=w)
-        inv_tau = 1.0 / self._tau
-        if inv_tau.is_integer() and inv_tau <= 64:
-            _int_power_inplace(w, int(inv_tau), self._scratch("pow", w.shape, np.float64))
+        if self._similarity == "share":
+            # softmax_r(c_r / (total * tau)) over non-empty buckets, shifted by the max for
+            # stability; empty buckets are zeroed afterwards (no evidence, no weight)
+            total = self._total * deflate
+            scale = 1.0 / (total * self._tau) if total > 0.0 else 0.0
+            np.subtract(c, cmax, out=w)
+            w *= scale
+            np.exp(w, out=w)
+            w *= c > 0.0
         else:
-            np.power(w, inv_tau, out=w)
+            # softmax_r(log(c_r) / tau) over non-empty buckets == (c_r / max_r c)**(1/tau),
+            # normalised: c == 0 gives weight 0 directly, and the ratio in [0, 1] cannot overflow
+            np.maximum(cmax, tiny, out=cmax)
+            np.divide(c, cmax, out=w)
+            inv_tau = 1.0 / self._tau
+            if inv_tau.is_integer() and inv_tau <= 64:
+                _int_power_inplace(w, int(inv_tau), self._scratch("pow", w.shape, np.float64))
+            else:
+                np.power(w, inv_tau, out=w)
         wsum = w.sum(axis=0, keepdims=True)
         np.maximum(wsum, tiny, out=wsum)  # queries without any hit keep all-zero weights
         w /= wsum
@@ -548,10 +585,11 @@ class ErrorMemory:
     def reset(self) -> None:
         """Forget everything (call when the base model is retrained); keeps the hyperplanes."""
         self._table.fill(0.0)
-        if self._stamp is not None:
-            self._stamp.fill(0.0)
+        self._ref = 0.0
         self._clock = 0.0
+        self._total = 0.0
         self._n_written = 0
+        self._version += 1
 
     # ------------------------------------------------------------------ persistence
     def config(self) -> dict[str, Any]:
@@ -566,6 +604,7 @@ class ErrorMemory:
             "sigma": self._sigma,
             "half_life": self._half_life,
             "seed": self._seed,
+            "similarity": self._similarity,
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -573,9 +612,9 @@ class ErrorMemory:
         return {
             "config": self.config(),
             "projections": self._proj_t.T.copy(),
-            "table": self._table.copy(),
-            "stamp": None if self._stamp is None else self._stamp.copy(),
+            "table": self._table * self._deflation(),  # the decayed numbers, as of the clock
             "clock": self._clock,
+            "total": self._total * self._deflation(),
             "n_written": self._n_written,
         }
 
@@ -588,8 +627,8 @@ class ErrorMemory:
             cfg = dict(state["config"])
             proj = np.asarray(state["projections"], dtype=np.float32)
             table = np.asarray(state["table"], dtype=np.float64)
-            stamp = state["stamp"]
             clock = float(state["clock"])
+            total = float(state["total"])
             n_written = int(state["n_written"])
         except (KeyError, TypeError) as exc:
             raise ValueError(
@@ -605,16 +644,12 @@ class ErrorMemory:
         fresh = ErrorMemory(**cfg, projections=proj)  # validates config and projections
         if table.shape != fresh._table.shape:
             raise ValueError(f"table has shape {table.shape}, expected {fresh._table.shape}")
-        if (stamp is None) != (fresh._stamp is None):
-            raise ValueError("stamp must be present exactly when half_life is set")
         fresh._table[...] = table
-        if stamp is not None:
-            stamp = np.asarray(stamp, dtype=np.float64)
-            if stamp.shape != fresh._stamp.shape:
-                raise ValueError(f"stamp has shape {stamp.shape}, expected {fresh._stamp.shape}")
-            fresh._stamp[...] = stamp
         fresh._clock = clock
+        fresh._ref = clock
+        fresh._total = total
         fresh._n_written = n_written
+        fresh._version = self._version + 1
         self.__dict__.update(fresh.__dict__)
 
     @classmethod

@@ -53,7 +53,7 @@ def _bench_models(args) -> None:
 
 
 def _bench_adapt(args) -> None:
-    from ..adapt.bench_last import bench_last
+    from .bench_adapt import bench_last
     from .bench_memory import bench_memory
 
     mem = bench_memory(n_stored=args.stored)

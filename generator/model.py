@@ -32,6 +32,12 @@ from .config import GeneratorConfig
 PERTURBABLE = ("pointer_query.weight", "pointer_query.bias")
 
 
+def gumbel_noise(uniform: torch.Tensor) -> torch.Tensor:
+    """Gumbel(0, 1) noise from uniform draws in [0, 1): ``argmax(logit + noise)`` samples from
+    ``softmax(logit)`` (the Gumbel-max trick). The clamp keeps both logs finite."""
+    return -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
+
+
 class SlateGenerator(nn.Module):
     """Pointer-network slate policy over N candidates, producing K distinct indices."""
 
@@ -112,6 +118,7 @@ class SlateGenerator(nn.Module):
         *,
         param_delta: dict[str, torch.Tensor] | None = None,
         slate_size: int | None = None,
+        noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Pick K distinct candidates per row: slates (B, K) int64 and their log-probs (B, K).
 
@@ -120,6 +127,10 @@ class SlateGenerator(nn.Module):
         log-probs returned (differentiable w.r.t. parameters, ``enc`` and ``h0``).
         ``param_delta``: per-row offsets {name: (B, *param.shape)} for the names in
         ``perturbable_parameters()``; ``None`` or zeros reproduce the plain model exactly.
+        ``noise``: per-row Gumbel noise (B, K, N) added to the logits before the argmax (see
+        :func:`gumbel_noise`), instead of noise drawn from ``generator`` for the whole batch: a
+        row's sample then depends on its own noise only, whatever else shares the batch (LAST
+        seeds every request on its own). A row of zeros decodes greedily.
         """
         b, n, h = enc.shape
         if h0.shape != (b, h):
@@ -142,6 +153,8 @@ class SlateGenerator(nn.Module):
             k = slate_size or self.config.slate_size
         if k > n:
             raise ValueError(f"cannot pick {k} distinct items out of {n} candidates")
+        if noise is not None and tuple(noise.shape) != (b, k, n):
+            raise ValueError(f"noise must be (B={b}, K={k}, N={n}), got {tuple(noise.shape)}")
         keys = self.pointer_key(enc)  # (B, N, H)
         static = self.static_score(enc).squeeze(-1)  # (B, N)
         scale = 1.0 / math.sqrt(h)
@@ -160,17 +173,64 @@ class SlateGenerator(nn.Module):
             logp = torch.log_softmax(logit, dim=-1)
             if slates is not None:
                 pick = slates[:, t]
+            elif noise is not None:
+                pick = (logit + noise[:, t]).argmax(dim=-1)
             elif greedy:
                 pick = logit.argmax(dim=-1)
             else:
-                u = torch.rand(b, n, generator=generator).clamp_(1e-10, 1.0 - 1e-7)
-                pick = (logit - torch.log(-torch.log(u))).argmax(dim=-1)
+                u = torch.rand(b, n, generator=generator)
+                pick = (logit + gumbel_noise(u)).argmax(dim=-1)
             picks.append(pick)
             logps.append(logp[rows, pick])
             mask = mask.clone()
             mask[rows, pick] = True
             x = enc[rows, pick]
         return torch.stack(picks, dim=1), torch.stack(logps, dim=1)
+
+    def slate_log_probs(
+        self,
+        enc: torch.Tensor,
+        h0: torch.Tensor,
+        slates: torch.Tensor,
+        *,
+        param_delta: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Per-position log-probs (B, K) of given slates, the same numbers as teacher-forced
+        ``decode`` (up to float rounding) with far fewer recorded operations.
+
+        Once the slate is known, the GRU inputs are known too, so only the recurrence is a loop
+        (one cell call per position); the pointer scores, masks and softmax of all positions
+        are one batched computation. Why: LAST differentiates these log-probs for every
+        request, and autograd's cost is per recorded operation, not per number.
+        """
+        b, n, h = enc.shape
+        slates = torch.as_tensor(slates, dtype=torch.int64)
+        k = slates.shape[1]
+        rows = torch.arange(b).unsqueeze(1)
+        inputs = torch.cat([self.start.expand(b, 1, h), enc[rows, slates[:, :-1]]], dim=1)
+        state, states = h0, []
+        for t in range(k):
+            state = self.cell(inputs[:, t], state)
+            states.append(state)
+        st = torch.stack(states, dim=1)  # (B, K, H)
+        q = self.pointer_query(st)
+        if param_delta:
+            dw = param_delta.get("pointer_query.weight")
+            db = param_delta.get("pointer_query.bias")
+            if dw is not None:
+                q = q + torch.einsum("boh,bkh->bko", dw, st)
+            if db is not None:
+                q = q + db.unsqueeze(1)
+        keys = self.pointer_key(enc)
+        static = self.static_score(enc).squeeze(-1)
+        logit = torch.bmm(q, keys.transpose(1, 2)) / math.sqrt(h) + static.unsqueeze(1)
+        clip = self.config.logit_clip
+        logit = clip * torch.tanh(logit / clip)  # (B, K, N)
+        earlier = torch.ones(k, k, dtype=torch.bool).tril(-1)  # [t, j]: pick j came before t
+        mask = torch.zeros(b, k, n, dtype=torch.bool)
+        mask.scatter_(2, slates.unsqueeze(1).expand(b, k, k), earlier.expand(b, k, k))
+        logp = torch.log_softmax(logit.masked_fill(mask, float("-inf")), dim=-1)
+        return logp.gather(2, slates.unsqueeze(2)).squeeze(2)
 
     # -- conveniences ---------------------------------------------------------------------------
 

@@ -16,8 +16,9 @@ TINY = dict(n_requests=2000, evaluator_epochs=1, imitation_epochs=1, pg_steps=10
             eval_requests=100)
 WORLD = dict(n_users=300, n_items=200)
 BUILTIN = ["random", "oracle", "static", "incremental", "reloop", "drn", "last", "reloop2",
-           "last+reloop2"]
-MODEL_AGENTS = {"static", "incremental", "reloop", "last", "reloop2", "last+reloop2"}
+           "last+reloop2", "best-of-n"]
+MODEL_AGENTS = {"static", "incremental", "reloop", "last", "reloop2", "last+reloop2",
+                "best-of-n"}
 
 
 @pytest.fixture(scope="module")

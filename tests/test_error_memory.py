@@ -14,7 +14,9 @@ A, B, C, D = (1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)
 
 
 def hand_memory(**kw) -> ErrorMemory:
-    """Stream: a (y=1, yb=.2), b (y=0, yb=.4), a (y=1, yb=.6)."""
+    """Stream: a (y=1, yb=.2), b (y=0, yb=.4), a (y=1, yb=.6). Log-count similarity unless
+    ``similarity`` is given (its weights are easy to work out by hand)."""
+    kw.setdefault("similarity", "log_count")
     mem = ErrorMemory(2, n_bits=1, n_arrays=2, projections=EYE, **kw)
     mem.write(np.array([A, B, A]), np.array([1.0, 0.0, 1.0]), np.array([0.2, 0.4, 0.6]))
     return mem
@@ -60,6 +62,60 @@ def test_readout_by_hand_sharper_tau():
     np.testing.assert_allclose(ro.weights, [[9 / 13, 4 / 13]])  # counts 3, 2 squared
 
 
+def test_share_similarity_by_hand():
+    # the paper's: s_r = c_r / (samples in the array) = 3/3 and 2/3; softmax over tau
+    ro = hand_memory(tau=0.5, similarity="share").read(np.array([A]))
+    e = np.exp(np.array([1.0, 2 / 3]) / 0.5)
+    np.testing.assert_allclose(ro.weights, [e / e.sum()])
+
+
+def test_share_is_the_default_and_log_count_is_an_option():
+    assert ErrorMemory(4).similarity == "share"
+    assert ErrorMemory(4, similarity="log_count").similarity == "log_count"
+    with pytest.raises(ValueError, match="similarity"):
+        ErrorMemory(4, similarity="cosine")
+
+
+def test_two_separated_clusters_read_back_their_own_labels():
+    # the issue's reproduction: 4,096 keys around c1 labelled 1, 4,096 around c2 labelled 0,
+    # base 0.2, d = 32, default settings. Log-count attention at tau = 0.1 follows the most
+    # crowded bucket, where the two clusters collide; the paper's share similarity averages
+    # the arrays and recovers each cluster's label.
+    rng = np.random.default_rng(0)
+    d, n = 32, 4096
+    c1, c2 = rng.standard_normal(d), rng.standard_normal(d)
+    k1, k2 = clustered(rng, c1, n, 0.3), clustered(rng, c2, n, 0.3)
+    keys = np.concatenate([k1, k2])
+    y = np.concatenate([np.ones(n), np.zeros(n)])
+    q1, q2 = clustered(rng, c1, 200, 0.3), clustered(rng, c2, 200, 0.3)
+    mem = ErrorMemory(d, seed=0)
+    mem.write(keys, y, np.full(2 * n, 0.2))
+    assert abs(mem.read(q1).pooled()[0].mean() - 1.0) < 0.02
+    assert abs(mem.read(q2).pooled()[0].mean() - 0.0) < 0.02
+
+
+def test_share_similarity_keeps_a_small_cluster_apart_from_a_crowded_one():
+    # 8,192 keys labelled 1 around c1, 256 labelled 0 around an orthogonal c2. In the arrays
+    # where c2's keys fall into c1's bucket, that bucket is the most crowded: log-count
+    # attention at tau = 0.1 follows it and answers c1's label for c2's queries; the share
+    # similarity lets every array vote and stays near c2's label.
+    rng = np.random.default_rng(0)
+    d = 32
+    c1 = rng.standard_normal(d)
+    c2 = rng.standard_normal(d)
+    c2 -= c2 @ c1 / (c1 @ c1) * c1
+    c2 *= np.linalg.norm(c1) / np.linalg.norm(c2)
+    keys = np.concatenate([clustered(rng, c1, 8192, 0.3), clustered(rng, c2, 256, 0.3)])
+    y = np.concatenate([np.ones(8192), np.zeros(256)])
+    q2 = clustered(rng, c2, 200, 0.3)
+    read = {}
+    for sim in ("share", "log_count"):
+        mem = ErrorMemory(d, seed=0, similarity=sim)
+        mem.write(keys, y, np.full(y.size, 0.2))
+        read[sim] = mem.read(q2).pooled()[0].mean()
+    assert read["share"] < 0.3 < 0.6 < read["log_count"]
+
+
 def test_empty_bucket_gets_zero_weight_and_no_nan():
     ro = hand_memory(tau=0.1).read(np.array([C, D]))
     # c: array 0 bucket 0 is empty, array 1 bucket 1 holds a, a
@@ -94,7 +150,7 @@ def test_compensation_is_clipped_to_unit_interval():
 def test_weights_are_softmax_of_log_count_over_tau():
     rng = np.random.default_rng(3)
     for tau in (0.1, 0.3, 2.0):  # 0.1 takes the integer-power path, 0.3 np.power
-        mem = ErrorMemory(4, n_bits=2, n_arrays=5, tau=tau, seed=1)
+        mem = ErrorMemory(4, n_bits=2, n_arrays=5, tau=tau, seed=1, similarity="log_count")
         mem.write(rng.standard_normal((200, 4)), rng.random(200), rng.random(200))
         ro = mem.read(rng.standard_normal((50, 4)))
         with np.errstate(divide="ignore"):
@@ -217,7 +273,7 @@ def test_reset_empties_everything():
     before = mem.state_dict()
     mem.reset()
     after = mem.state_dict()
-    assert not after["table"].any() and not after["stamp"].any()
+    assert not after["table"].any() and after["total"] == 0.0
     assert mem.n_written == 0 and mem.n_seen == 0
     assert np.array_equal(mem.compensate(keys, y_base), y_base)
     np.testing.assert_array_equal(after["projections"], before["projections"])  # hash kept
@@ -237,7 +293,7 @@ def test_half_life_halves_old_samples():
     np.testing.assert_allclose(ro.y_bar[0, 0], old / (old + 1.0))
 
 
-def test_lazy_decay_equals_eager_decay():
+def test_inflated_weights_equal_eager_decay():
     rng = np.random.default_rng(7)
     half_life = 50.0
     mem = ErrorMemory(3, n_bits=3, n_arrays=4, half_life=half_life, seed=2)
@@ -250,8 +306,20 @@ def test_lazy_decay_equals_eager_decay():
             np.add.at(eager[row], flat, np.repeat(vals, 4))
         mem.write(keys, y, yb)
     state = mem.state_dict()
-    lazy = state["table"].reshape(3, -1) * np.exp2((state["stamp"] - state["clock"]) / half_life)
-    np.testing.assert_allclose(lazy, eager, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(state["table"].reshape(3, -1), eager, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(state["total"], eager[0].sum() / 4, rtol=1e-12)
+
+
+def test_decay_survives_the_rescaling_of_a_long_stream():
+    # 2,000 half-lives: the inflation is rescaled several times; reads stay exact
+    mem = ErrorMemory(2, n_bits=1, n_arrays=1, projections=EYE[:, :1], half_life=1.0)
+    for _ in range(2000):
+        mem.write(np.array([A]), np.array([1.0]), np.array([0.5]))
+    mem.write(np.array([D]), np.array([0.0]), np.array([0.5]))
+    ro = mem.read(np.array([A, D]))
+    np.testing.assert_allclose(ro.count[:, 0], [1.0, 1.0])  # sum of 0.5**k over k >= 1, and 1
+    np.testing.assert_allclose(ro.y_bar[:, 0], [1.0, 0.0])
+    assert np.isfinite(mem.state_dict()["table"]).all()
 
 
 def test_state_dict_round_trip():
@@ -277,7 +345,7 @@ def test_memory_size_is_constant():
     rng = np.random.default_rng(1)
     mem = ErrorMemory(8, n_bits=6, n_arrays=4, half_life=1000.0)
     nbytes = mem.nbytes
-    assert nbytes == (3 + 1) * 4 * 64 * 8 + 8 * 4 * 6 * 4  # table + stamps + projections
+    assert nbytes == 3 * 4 * 64 * 8 + 8 * 4 * 6 * 4  # table + projections
     for _ in range(20):
         mem.write(rng.standard_normal((1000, 8)), rng.random(1000), rng.random(1000))
     assert mem.nbytes == nbytes and mem.n_written == 20_000
