@@ -66,13 +66,15 @@ COLUMNS = (
     "tick_end",  # exclusive end tick of the window
     "requests",  # requests served in the window
     "reward_per_request",  # observed reward: clicks + weighted conversions landing now
-    "ctr",  # clicks / (K * requests)
+    "ctr",  # clicks made in the window (reported or not yet) / (K * requests)
     "conversions_per_request",  # delayed conversions that landed in the window, per request
     "expected_reward",  # truth: expected reward of the served slates, per request
     "reference_reward",  # truth: expected reward of the greedy-on-truth reference, per request
     "regret_per_request",  # reference_reward - expected_reward
     "drift_events",  # events that fired in the window, "kind@tick" joined by ";" ("" if none)
     "empty_slots_per_request",  # slots left empty by repeated candidates (strict=False only)
+    "return_gap",  # mean ticks since the same user's previous visit (returning users only)
+    "active_users",  # users still in the population at the window's end (leaving, joining)
     *TIMING_COLUMNS,  # act() latency percentiles (ms per call) and requests/s of the window
 )
 
@@ -101,6 +103,9 @@ class _Window:
         self.clicks = 0.0
         self.conversions = 0
         self.empty_slots = 0
+        self.gap_sum = 0.0
+        self.gap_count = 0
+        self.active_users = 0
         self.expected = 0.0
         self.reference = 0.0
         self.act_s: list[float] = []
@@ -168,14 +173,7 @@ def _serve(spec: CellSpec, env: VectorRerankEnv, obs: dict, agent, events: list[
             obs_served = obs
             obs, reward, _, _, info = env.step(slates)
             truth = info["truth"]
-            agent.observe(Feedback(
-                request_id=info["request_id"],
-                slates=slates,
-                clicks=info["clicks"],
-                conversions=info["conversions"],
-                reward=reward,
-                obs=obs_served,
-            ))
+            agent.observe(Feedback.from_step(info, slates, reward, obs=obs_served))
             done = (step + 1) * spec.batch
             for _ in periods_between(done - spec.batch, done, period):
                 on_period(done)
@@ -183,7 +181,13 @@ def _serve(spec: CellSpec, env: VectorRerankEnv, obs: dict, agent, events: list[
             win.tick_end = int(info["request_id"][-1]) + 1
             win.requests += spec.batch
             win.reward += float(np.sum(reward, dtype=np.float64))
-            win.clicks += float(np.sum(info["clicks"], dtype=np.float64))
+            # made clicks (truth), so CTR means the same whether or not clicks are reported late
+            win.clicks += float(np.sum(truth["clicks"], dtype=np.float64))
+            gaps = np.asarray(info["return_gap"])
+            returning = gaps >= 0
+            win.gap_sum += float(np.sum(gaps[returning], dtype=np.float64))
+            win.gap_count += int(np.count_nonzero(returning))
+            win.active_users = int(info["active_users"])
             win.conversions += len(info["conversions"])
             win.empty_slots += int(np.sum(info["empty_slots"]))
             win.expected += float(np.sum(truth["expected_reward"], dtype=np.float64))
@@ -223,6 +227,8 @@ def _window_row(spec: CellSpec, index: int, win: _Window, k: int, events: list[d
         "regret_per_request": (win.reference - win.expected) / n,
         "drift_events": _format_events(inside),
         "empty_slots_per_request": win.empty_slots / n,
+        "return_gap": win.gap_sum / win.gap_count if win.gap_count else math.nan,
+        "active_users": win.active_users,
         "act_p50_ms": float(np.percentile(act_ms, 50)),
         "act_p99_ms": float(np.percentile(act_ms, 99)),
         "requests_per_s": n / win.wall_s if win.wall_s > 0 else math.inf,

@@ -101,6 +101,33 @@ def test_metrics_match_a_hand_loop():
     assert first["regret_per_request"] == pytest.approx((sums[4] - sums[3]) / 500)
 
 
+def test_late_clicks_reach_the_agent_and_ctr_counts_clicks_made():
+    """With click_delay the agent gets the clicks later, in click_reports (each once); CTR counts
+    the clicks users made, so it equals the no-delay CTR of the same cell."""
+    now = run_cell(cell(seed=3))
+    RECORDED.pop("late", None)
+    late_spec = cell("test-recorder", seed=3, world={**WORLD, "click_delay": 150},
+                     agent_config={"key": "late"})
+    late = run_cell(late_spec)
+    same = run_cell(cell("test-recorder", seed=3, agent_config={"key": "late-now"}))
+    np.testing.assert_allclose(late["ctr"], same["ctr"])
+    assert now["ctr"].gt(0).all()
+    observed = [e[1] for e in RECORDED["late"] if e[0] == "observe"]
+    assert all(fb.clicks.sum() == 0 for fb in observed)  # nothing reported on the step served
+    reported = np.concatenate([fb.click_reports.request_id for fb in observed])
+    made = same["ctr"].to_numpy() @ same["requests"].to_numpy() * 10
+    assert 0 < reported.size <= made  # clicks land late (the last ones after the cell ends)
+    assert reported.min() >= 0 and len(np.unique(np.stack(
+        [reported, np.concatenate([fb.click_reports.position for fb in observed])]), axis=1)
+        .T) == reported.size  # each click reported once
+
+
+def test_returns_and_population_are_recorded():
+    df = run_cell(cell(seed=4))
+    assert df["active_users"].between(1, 10_000).all()
+    assert df["return_gap"].iloc[1:].gt(0).all()  # users come back, after some ticks
+
+
 def test_common_random_numbers_across_agents():
     """Same seed: random and oracle meet the same requests (same reference reward)."""
     r = run_cell(cell("random", seed=5))
