@@ -31,7 +31,9 @@ def start_ray(address: str | None = None, num_cpus: int | None = None,
                           "running session is used", stacklevel=3)
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    kwargs: dict = {"address": address, **options}
+    # no address: a fresh local session of our own ("local"), never a Ray cluster that happens
+    # to run on this machine (plain ray.init() would join it, with its CPUs and its sys.path)
+    kwargs: dict = {"address": address or "local", **options}
     if not address:
         kwargs.setdefault("include_dashboard", False)
     if num_cpus is not None and not address:
