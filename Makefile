@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/driftrank demo
 
 study: $(STAMP)
-	$(VENV)/bin/driftrank study
+	$(VENV)/bin/driftrank study --launcher ray
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -46,7 +46,7 @@ DRN = {"period": 1_000, "warm_start_requests": 5_000}
 STUDY: dict = {
     "version": STUDY_VERSION,
     "seeds": [0, 1, 2, 3, 4],
-    "requests": 12_000,
+    "requests": 10_000,  # the scenarios' first events must fire well inside this (scenario_world)
     "batch": 200,
     "window": 1_000,
     "world": {"n_users": 5_000},
@@ -87,7 +87,7 @@ STUDY: dict = {
         {"name": "drn", "variant": "history", "scenarios": ["taste-shift"],
          "agents": ["drn", "drn-no-explore", "drn-click-only"]},
         {"name": "control", "variant": "taste", "scenarios": ["taste-shift", "quality-drift"],
-         "agents": ["oracle", "stale-oracle", "static", "incremental", "last+reloop2"]},
+         "agents": ["oracle", "stale-oracle", "static", "last+reloop2"]},
     ],
     "probes": {
         # evaluator-level: base vs error-compensated vs incrementally retrained evaluator
