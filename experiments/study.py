@@ -91,11 +91,11 @@ STUDY: dict = {
     ],
     "probes": {
         # evaluator-level: base vs error-compensated vs incrementally retrained evaluator
-        "evaluator": {"scenarios": ["quality-drift", "taste-shift"], "period": PERIOD,
+        "evaluator": {"scenarios": ["quality-drift"], "period": PERIOD,
                       "pretrain_config": PRETRAIN, "memory": {}},
         # served slates of these agents on identical requests, judged by the stale evaluator
         "search": {"scenarios": ["taste-shift", "quality-drift"],
-                   "agents": ["static", "best-of-n", "last"], "requests": 4_000},
+                   "agents": ["static", "best-of-n", "last"], "requests": 2_000},
     },
     # columns of the results that some claims read (World v2 adds them to the runner's output)
     "columns": {"return_rate": "return_rate"},
@@ -335,6 +335,24 @@ def run_study(out: str | Path = f"runs/study-v{STUDY_VERSION}", *, config: dict 
     blocks = plan_blocks(config)
     start = time.perf_counter()
     runs = state.get("runs", [])
+
+    def save(probe_state: dict, models: dict) -> dict:
+        new = {
+            "version": config["version"],
+            "config": config,
+            "quick": quick,
+            "machine": _machine(),
+            "blocks": {b.name: {"variant": b.variant, "missing": b.missing,
+                                "cells": len(b.spec.cells()) if b.spec else 0,
+                                "keys": b.keys} for b in blocks},
+            "probes": probe_state,
+            "models": models,
+            "runs": runs,
+        }
+        store.write_json(out / STUDY_FILE, new)  # also before running: --report-only works
+        return new
+
+    save(state.get("probes", {}), state.get("models", {}))
     timings: dict[str, float] = {}
     failed = 0
     for block in blocks:
@@ -354,24 +372,42 @@ def run_study(out: str | Path = f"runs/study-v{STUDY_VERSION}", *, config: dict 
         log(f"  {summary}")
     t0 = time.perf_counter()
     probe_state = run_probes(config, out / PROBES, cache_dir=cache_dir, progress=progress,
-                             log=log)
+                             log=log, launcher=launcher, address=address, workers=workers)
     timings["probes"] = time.perf_counter() - t0
     runs.append({"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                  "wall_s": time.perf_counter() - start, "launcher": launcher,
                  "address": address, "parts_s": timings, "failed_cells": failed})
-    state = {
-        "version": config["version"],
-        "config": config,
-        "quick": quick,
-        "machine": _machine(),
-        "blocks": {b.name: {"variant": b.variant, "missing": b.missing,
-                            "cells": len(b.spec.cells()) if b.spec else 0,
-                            "keys": b.keys} for b in blocks},
-        "probes": probe_state,
-        "runs": runs,
-    }
-    store.write_json(out / STUDY_FILE, state)
-    return state
+    return save(probe_state, model_metrics(blocks, cache_dir))
+
+
+MODEL_METRICS = ("evaluator_auc", "evaluator_spearman", "generator_true_reward",
+                 "behaviour_true_reward", "reference_true_reward")
+
+
+def model_metrics(blocks: list[Block], cache_dir) -> dict:
+    """Held-out metrics of the offline models each (variant, scenario) served with: how well
+    the evaluator ranks (its Spearman with the truth) is what LAST and ReLoop2 lean on.
+    Read from the pretraining cache the cells filled (never trains: a missing entry is
+    skipped)."""
+    from ..agents.pretrained import PretrainConfig, cache_key
+
+    found = {}
+    for block in blocks:
+        if block.spec is None:
+            continue
+        for cell in block.spec.cells():
+            config = cell.agent_config.get("pretrain_config")
+            name = f"{block.variant}/{cell.scenario}"
+            if config is None or name in found:
+                continue
+            try:
+                key = cache_key(cell.world_config(), 0, PretrainConfig().replace(**config))
+                path = Path(cache_dir) / f"pretrained-{key}" / "metrics.json"
+                metrics = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            found[name] = {k: metrics[k] for k in MODEL_METRICS if k in metrics}
+    return found
 
 
 # ---------------------------------------------------------------------------------- loading

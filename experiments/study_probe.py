@@ -77,8 +77,8 @@ def evaluator_probe(scenario: str, seed: int, *, world: dict | None = None,
     memory_config = _memory_defaults() | dict(memory or {})
     base = models.evaluator.eval()
     inc = copy.deepcopy(base).eval()
-    judges = {"base": None, "memory": CompensatedEvaluator(base, **memory_config),
-              "incremental": None, "incremental+memory": CompensatedEvaluator(inc, **memory_config)}
+    judges = {"memory": CompensatedEvaluator(base, **memory_config),
+              "incremental+memory": CompensatedEvaluator(inc, **memory_config)}
     rng = np.random.default_rng([seed, 7207])
     steps_per_slot = max(1, window // batch)
     rows, buffer = [], []
@@ -92,12 +92,10 @@ def evaluator_probe(scenario: str, seed: int, *, world: dict | None = None,
                                               x["candidate_ids"]).numpy().astype(np.int64)
         r = np.arange(slates.shape[0])[:, None]
         user, items, ids = x["user"], x["candidates"][r, slates], x["candidate_ids"][r, slates]
-        with torch.inference_mode():
-            p_base = base.predict(user, items, ids)[0].numpy()
-            p_inc = inc.predict(user, items, ids)[0].numpy()
-        preds = {"base": p_base, "memory": judges["memory"].predict(user, items, ids)[0],
-                 "incremental": p_inc,
-                 "incremental+memory": judges["incremental+memory"].predict(user, items, ids)[0]}
+        comp_base, p_base = judges["memory"].predict(user, items, ids)
+        comp_inc, p_inc = judges["incremental+memory"].predict(user, items, ids)
+        preds = {"base": p_base, "memory": comp_base, "incremental": p_inc,
+                 "incremental+memory": comp_inc}
         obs, _, _, _, info = env.step(slates)
         clicks = np.asarray(info["clicks"], np.float64)
         for j in JUDGES:
@@ -161,9 +159,13 @@ def search_probe(scenario: str, seed: int, agents: dict[str, tuple[str, dict]], 
     models = pretrain(env.config, config=PretrainConfig().replace(**(pretrain_config or {})),
                       cache_dir=cache_dir, threads=1)
     context = AgentContext(world=env.config, seed=seed, cache_dir=Path(cache_dir), threads=1)
-    built = {key: make_agent(name, context, **config) for key, (name, config) in agents.items()}
+    built = {}
     rows = []
     try:
+        for key, (name, config) in agents.items():
+            built[key] = make_agent(name, context, **config)
+            if getattr(built[key], "needs_world", False):  # the oracle reads truth, as in a cell
+                built[key].attach_world(env.world)
         acc = {k: [0.0, 0.0, 0] for k in built}
         slot_start, done = int(env.world.tick), 0
         steps_per_slot = max(1, window // batch)
@@ -240,8 +242,9 @@ def _probe_jobs(config: dict) -> list[tuple[str, str, int, dict]]:
         keys = [k for k in se["agents"] if config["agents"][k]["name"] in agents_here]
         agents = {k: (config["agents"][k]["name"], dict(config["agents"][k].get("config") or {}))
                   for k in keys}
-        pre = next((a[1].get("pretrain_config") for a in agents.values()
-                    if "pretrain_config" in a[1]), None)
+        pre = se.get("pretrain_config") or next(
+            (a[1].get("pretrain_config") for a in agents.values() if "pretrain_config" in a[1]),
+            None)
         for s in se["scenarios"]:
             if s not in here or len(agents) < 2:
                 continue
@@ -258,40 +261,90 @@ def probe_path(folder: Path, probe: str, scenario: str, seed: int, kwargs: dict)
     return Path(folder) / f"{probe}.{scenario}.s{seed}.{digest}.parquet"
 
 
-def run_probes(config: dict, folder: str | Path, cache_dir=".driftrank_cache",
-               progress: bool = True, log=print) -> dict:
-    """Run every probe file that is not there yet; returns {"files": [...], "failed": [...]}."""
+def _run_one(probe: str, scenario: str, seed: int, kwargs: dict, cache_dir: str):
+    kw = dict(kwargs)
+    if probe == "search":
+        return search_probe(scenario, seed, kw.pop("agents"), cache_dir=cache_dir, **kw)
+    return evaluator_probe(scenario, seed, cache_dir=cache_dir, **kw)
+
+
+def _timed(probe, scenario, seed, kwargs, cache_dir):
+    """One probe run (a Ray task body as well): its frame and its compute seconds."""
     import time
 
+    t0 = time.perf_counter()
+    df = _run_one(probe, scenario, seed, kwargs, cache_dir)
+    return df, time.perf_counter() - t0
+
+
+def run_probes(config: dict, folder: str | Path, cache_dir=".driftrank_cache",
+               progress: bool = True, log=print, launcher: str = "serial",
+               address: str | None = None, workers: int | None = None) -> dict:
+    """Run every probe file that is not there yet (in this process, or one Ray task each with
+    ``launcher="ray"``); returns ``{"files", "failed", "seconds"}``. A file is written as soon
+    as its run finishes, so an interrupted study resumes here too."""
     from tqdm.auto import tqdm
 
     folder = Path(folder)
-    jobs = _probe_jobs(config)
-    files, failed, times = [], [], {}
-    todo = [(j, probe_path(folder, *j)) for j in jobs]
-    if todo:
-        log(f"study: probes: {len(todo)} runs ({sum(not p.exists() for _, p in todo)} to do) "
-            f"-> {folder}")
-    for (probe, scenario, seed, kwargs), path in tqdm(todo, desc="probes", disable=not progress):
-        files.append(path.name)
-        if path.exists():
-            continue
-        fn = evaluator_probe if probe == "evaluator" else search_probe
-        t0 = time.perf_counter()
-        try:
-            if probe == "search":
-                kw = dict(kwargs)
-                agents = kw.pop("agents")
-                df = fn(scenario, seed, agents, cache_dir=cache_dir, **kw)
-            else:
-                df = fn(scenario, seed, cache_dir=cache_dir, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - recorded, the study goes on
+    cache_dir = str(Path(cache_dir).absolute())
+    jobs = [(j, probe_path(folder, *j)) for j in _probe_jobs(config)]
+    files = [p.name for _, p in jobs]
+    todo = [(j, p) for j, p in jobs if not p.exists()]
+    failed, times = [], {}
+    if jobs:
+        log(f"study: probes: {len(jobs)} runs ({len(todo)} to do) -> {folder} ({launcher})")
+    if not todo:
+        return {"files": files, "failed": failed, "seconds": times}
+
+    def record(job, path, result=None, exc=None):
+        probe, scenario, seed, _ = job
+        if exc is not None:
+            cause = getattr(exc, "cause", None)  # a RayTaskError carries the original
+            exc = cause if isinstance(cause, BaseException) else exc
+            text = (str(exc).strip().splitlines() or [""])[0]
             failed.append({"probe": probe, "scenario": scenario, "seed": seed,
-                           "error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
+                           "error": f"{type(exc).__name__}: {text}"})
             log(f"  probe {probe} {scenario} seed {seed} FAILED: {failed[-1]['error']}")
-            continue
-        times[path.name] = time.perf_counter() - t0
+            return
+        df, seconds = result
+        times[path.name] = seconds
         _write_parquet(path, df)
+
+    bar = tqdm(total=len(todo), desc="probes", disable=not progress)
+    if launcher == "serial":
+        for job, path in todo:
+            try:
+                result = _timed(*job, cache_dir)
+            except Exception as exc:  # noqa: BLE001 - recorded, the study goes on
+                record(job, path, exc=exc)
+            else:
+                record(job, path, result)
+            bar.update(1)
+    else:
+        import ray
+
+        started = not ray.is_initialized()
+        if started:
+            ray.init(address=address, **({} if address or workers is None
+                                         else {"num_cpus": workers}))
+        try:
+            task = ray.remote(_timed).options(num_cpus=1, max_retries=0)
+            pending = {task.remote(*job, cache_dir): (job, path) for job, path in todo}
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    job, path = pending.pop(ref)
+                    try:
+                        result = ray.get(ref, timeout=120)
+                    except Exception as exc:  # noqa: BLE001 - recorded, the study goes on
+                        record(job, path, exc=exc)
+                    else:
+                        record(job, path, result)
+                    bar.update(1)
+        finally:
+            if started:
+                ray.shutdown()
+    bar.close()
     return {"files": files, "failed": failed, "seconds": times}
 
 

@@ -277,8 +277,9 @@ def timing_text(data: StudyData, state: dict) -> list[str]:
     if len(cells):
         slots = CLUSTER_NODES * CLUSTER_CORES
         span = makespan(cells.to_numpy(), slots)
-        other = max(0.0, wall - cells.sum() / max(1, state["machine"].get("cores") or 1)
-                    - probe_s) if runs else 0.0
+        parallel = (state["machine"].get("cores") or 1) if any(
+            r["launcher"] == "ray" for r in runs) else 1
+        other = max(0.0, wall - cells.sum() / parallel - probe_s) if runs else 0.0
         lines.append(
             f"- On a {CLUSTER_NODES}-node Ray cluster of {CLUSTER_CORES}-core nodes "
             f"({slots} cells at a time, `--address`), the cells would take about "
@@ -297,7 +298,8 @@ def write_study(out: str | Path, doc: str | Path = "docs/study.md",
     config = state["config"]
     probes = load_probes(out / PROBES, state.get("probes", {}).get("files"))
     data = StudyData(grid=grid, evaluator=probes["evaluator"], search=probes["search"],
-                     roles=config["roles"], columns=config.get("columns", {}))
+                     roles=config["roles"], columns=config.get("columns", {}),
+                     models=state.get("models", {}))
     doc = Path(doc)
     fig_dir = Path(figures) if figures else doc.parent
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -329,12 +331,26 @@ def write_study(out: str | Path, doc: str | Path = "docs/study.md",
         "## Claims", "",
     ]
     claim_rows = evaluate(data)
+    counts = pd.Series([r["verdict"].split(" (")[0] for r in claim_rows]).value_counts()
+    lines += [f"{len(claim_rows)} rows: " + ", ".join(f"{n} {v}" for v, n in counts.items())
+              + ".", ""]
     lines.append(_md(["id", "paper says", "scenario", "treatment vs control", "measured",
                       "verdict", "note"],
                      [[r["id"], f"{r['paper']}: {r['says']}", r["scenario"],
                        f"{r['treatment']} vs {r['control']}",
                        f"{r['measured']} {r['unit']}" if r["measured"] != "-" else "-",
                        f"**{r['verdict']}**", r["note"]] for r in claim_rows]))
+    if data.models:
+        lines += ["", "## Offline models", "",
+                  "Held-out metrics of the pretrained evaluator and generator each world "
+                  "served with (pre-drift world; Spearman = rank correlation of the "
+                  "evaluator's slate score with the true expected reward over permutations).",
+                  ""]
+        cols = ["evaluator_auc", "evaluator_spearman", "generator_true_reward",
+                "behaviour_true_reward", "reference_true_reward"]
+        lines.append(_md(["world/scenario", *cols],
+                         [[name, *(f"{m[c]:.3f}" if c in m else "-" for c in cols)]
+                          for name, m in data.models.items()]))
     lines += ["", "## Headroom and each agent's share of it", "",
               "Headroom = oracle - stale-oracle (truth, after the first event): what a ranker "
               "loses by not updating. Gain = agent - static, paired by seed; share = gain / "

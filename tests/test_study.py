@@ -180,9 +180,11 @@ def test_study_end_to_end_fills_rows_from_data_and_resumes(tmp_path, monkeypatch
                                                   "agent no-such-agent"]
     assert state["blocks"]["control"]["cells"] == 0  # the world setting does not exist here
     assert not state["probes"]["failed"]
+    assert 0 < state["models"]["history/abrupt-shift"]["evaluator_auc"] < 1
     doc = write_study(out, tmp_path / "doc" / "study.md")
     text = doc.read_text()
     assert (tmp_path / "doc" / "study_history_abrupt-shift.png").is_file()
+    assert "## Offline models" in text and "history/abrupt-shift" in text
 
     from driftrank.experiments.study_claims import CLAIMS
 
@@ -240,3 +242,39 @@ def test_study_end_to_end_fills_rows_from_data_and_resumes(tmp_path, monkeypatch
     with pytest.raises(ValueError, match="different settings"):
         st.run_study(out, config={**config, "seeds": [0, 1, 2]}, progress=False,
                      cache_dir=cache, log=lambda m: None)
+
+
+def test_study_on_ray_matches_serial(tmp_path, ray_session):
+    """Cells and probes as Ray tasks (the shared test session): same numbers as in-process."""
+    from driftrank.experiments.runner import VOLATILE_COLUMNS
+    from driftrank.experiments.study_probe import load_probes, search_probe
+
+    config = {
+        "version": "ray-test", "seeds": [0, 1], "requests": 400, "batch": 100, "window": 200,
+        "world": {"n_users": 300, "n_items": 300}, "scenario_world": {},
+        "roles": {"taste": ["stationary"]},
+        "agents": {"oracle": {"name": "oracle"}, "random": {"name": "random"}},
+        "blocks": [{"name": "core", "scenarios": ["stationary"],
+                    "agents": ["oracle", "random"]}],
+        "probes": {"search": {"scenarios": ["stationary"], "agents": ["oracle", "random"],
+                              "requests": 200, "pretrain_config": TINY}},
+    }
+    out, cache = tmp_path / "study", tmp_path / "cache"
+    state = st.run_study(out, config=config, launcher="ray", progress=False, cache_dir=cache,
+                         log=lambda m: None)
+    assert state["runs"][-1]["failed_cells"] == 0 and not state["probes"]["failed"]
+    grid, _ = st.load_study(out)
+    assert set(grid["key"]) == {"oracle", "random"} and set(grid["seed"]) == {0, 1}
+    assert set(grid["node_id"]) != {"local"}  # really ran on Ray workers
+    probe = load_probes(out / st.PROBES)["search"]
+    local = search_probe("stationary", 1, {"oracle": ("oracle", {}), "random": ("random", {})},
+                         world=config["world"], requests=200, batch=100, window=200,
+                         pretrain_config=TINY, cache_dir=cache)
+    got = probe[probe["seed"] == 1].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, local)
+    serial = st.run_study(tmp_path / "serial", config=config, progress=False, cache_dir=cache,
+                          log=lambda m: None)
+    assert serial["runs"][-1]["failed_cells"] == 0
+    other, _ = st.load_study(tmp_path / "serial")
+    drop = [*VOLATILE_COLUMNS]
+    pd.testing.assert_frame_equal(grid.drop(columns=drop), other.drop(columns=drop))
