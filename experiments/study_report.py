@@ -276,16 +276,18 @@ def timing_text(data: StudyData, state: dict) -> list[str]:
              f"{probe_s / 60:.1f} min."]
     if len(cells):
         slots = CLUSTER_NODES * CLUSTER_CORES
-        span = makespan(cells.to_numpy(), slots)
+        probes = list(state.get("probes", {}).get("seconds", {}).values())
+        span = makespan(cells.to_numpy(), slots) + makespan(probes, slots)
         parallel = (state["machine"].get("cores") or 1) if any(
             r["launcher"] == "ray" for r in runs) else 1
-        other = max(0.0, wall - cells.sum() / parallel - probe_s) if runs else 0.0
+        other = max(0.0, wall - (cells.sum() + probe_s) / parallel) if runs else 0.0
         lines.append(
             f"- On a {CLUSTER_NODES}-node Ray cluster of {CLUSTER_CORES}-core nodes "
-            f"({slots} cells at a time, `--address`), the cells would take about "
-            f"{span / 60:.1f} min (longest-first schedule of the measured cell times), plus "
-            f"the probes ({probe_s / 60:.1f} min, in the driver) and pretraining and start-up "
-            f"(about {other / 60:.1f} min here): about {(span + probe_s + other) / 60:.0f} min.")
+            f"({slots} tasks at a time, `--address`), cells and probes would take about "
+            f"{span / 60:.1f} min (longest-first schedule of the measured times), plus "
+            f"pretraining in the driver and start-up (about {other / 60:.1f} min here, an upper "
+            f"bound: it includes waiting on a busy machine): about "
+            f"{(span + other) / 60:.0f} min.")
     return lines
 
 
