@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import store
-from .grid import GridSpec, run_grid
+from .grid import GridError, GridSpec, run_grid
 from .runner import agent_label, canonical_json
 
 STUDY_VERSION = 1
@@ -191,10 +191,6 @@ class Block:
     keys: dict[str, str] = field(default_factory=dict)  # agent label -> study key
     missing: list[str] = field(default_factory=list)  # what this installation lacks
 
-    @property
-    def run_dir_name(self) -> str:
-        return self.name
-
 
 def _available_scenarios() -> set[str]:
     from ..envs import scenario_names
@@ -214,7 +210,8 @@ def _world_ok(scenario: str, world: dict) -> str | None:
     try:
         make_config(scenario, **world)
     except (ValueError, TypeError) as exc:
-        return str(exc).splitlines()[0]
+        # the first sentence: world errors go on to list every valid setting
+        return str(exc).splitlines()[0].split("; valid")[0]
     return None
 
 
@@ -364,9 +361,13 @@ def run_study(out: str | Path = f"runs/study-v{STUDY_VERSION}", *, config: dict 
         log(f"study: block {block.name!r} ({block.variant}): {n} cells -> "
             f"{out / GRIDS / block.name} ({launcher})")
         t0 = time.perf_counter()
-        summary = run_grid(block.spec, out / GRIDS / block.name, launcher=launcher,
-                           address=address, retries=retries, progress=progress,
-                           cache_dir=cache_dir, num_cpus=workers if launcher == "ray" else None)
+        try:
+            summary = run_grid(block.spec, out / GRIDS / block.name, launcher=launcher,
+                               address=address, retries=retries, progress=progress,
+                               cache_dir=cache_dir,
+                               num_cpus=workers if launcher == "ray" else None)
+        except GridError as exc:  # every cell of this block failed: say so, go on
+            summary = exc.summary
         timings[f"grid:{block.name}"] = time.perf_counter() - t0
         failed += len(summary.failed)
         log(f"  {summary}")
