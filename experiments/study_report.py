@@ -55,6 +55,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "x"
 
 
+def _config_hash(config: dict) -> str:
+    import hashlib
+
+    from .runner import canonical_json
+
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:12]
+
+
 def _order(keys, config: dict) -> list[str]:
     present = set(keys)
     return [k for k in config["agents"] if k in present]
@@ -323,7 +331,8 @@ def write_study(out: str | Path, doc: str | Path = "docs/study.md",
         f"{len(seeds)} paired seeds ({', '.join(map(str, seeds))}); "
         f"{config['requests']:,} requests per cell in batches of {config['batch']}, metrics "
         f"window {config['window']:,} requests; world {config.get('world', {})}.", "",
-        f"Machine: {m.get('cpu')}, {m.get('cores')} cores, Python {m.get('python')}.", "",
+        f"Machine: {m.get('cpu')}, {m.get('cores')} cores, Python {m.get('python')}. "
+        f"Study config hash `{_config_hash(config)}` (changes whenever the study does).", "",
         *timing_text(data, state), "",
         "Measured = mean [95% t-interval] over seeds of the paired difference treatment - "
         "control (same seed = same users, candidates and drift), signed so that positive is "
