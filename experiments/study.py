@@ -344,6 +344,7 @@ def run_study(out: str | Path = f"runs/study-v{STUDY_VERSION}", *, config: dict 
                                 "keys": b.keys} for b in blocks},
             "probes": probe_state,
             "models": models,
+            "agent_order": list(config["agents"]),  # the JSON file sorts keys
             "runs": runs,
         }
         store.write_json(out / STUDY_FILE, new)  # also before running: --report-only works

@@ -306,6 +306,9 @@ def write_study(out: str | Path, doc: str | Path = "docs/study.md",
     out = Path(out)
     grid, state = load_study(out)
     config = state["config"]
+    order = [k for k in state.get("agent_order", []) if k in config["agents"]]
+    config["agents"] = {k: config["agents"][k] for k in order + sorted(
+        set(config["agents"]) - set(order))}  # tables and legends in the study's own order
     probes = load_probes(out / PROBES, state.get("probes", {}).get("files"))
     data = StudyData(grid=grid, evaluator=probes["evaluator"], search=probes["search"],
                      roles=config["roles"], columns=config.get("columns", {}),
