@@ -86,7 +86,7 @@ STUDY: dict = {
          "agents": ["last-refresh"]},
         {"name": "drn", "variant": "history", "scenarios": ["taste-shift"],
          "agents": ["drn", "drn-no-explore", "drn-click-only"]},
-        {"name": "control", "variant": "taste", "scenarios": ["taste-shift", "quality-drift"],
+        {"name": "control", "variant": "taste", "scenarios": ["taste-shift"],
          "agents": ["oracle", "stale-oracle", "static", "last+reloop2"]},
     ],
     "probes": {

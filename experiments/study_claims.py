@@ -102,7 +102,7 @@ CLAIMS: tuple[Claim, ...] = (
           ("taste", "item", "cold", "delayed"), "last+reloop2", "incremental"),
     Claim("C.1", "control", "adaptation gains less when features reveal the taste "
           "(history-world gain of last+reloop2 over static minus taste-world gain)",
-          ("taste", "item"), "last+reloop2", "static", contrast_variant="taste"),
+          ("taste",), "last+reloop2", "static", contrast_variant="taste"),
 )
 
 
