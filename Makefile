@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.driftrank-installed
 
-.PHONY: demo test lint bench setup clean
+.PHONY: demo study test lint bench setup clean
 
 setup: $(STAMP)
 
@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/driftrank demo
+
+study: $(STAMP)
+	$(VENV)/bin/driftrank study --launcher ray
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
