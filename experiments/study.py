@@ -29,6 +29,7 @@ import pandas as pd
 
 from . import store
 from .grid import GridError, GridSpec, run_grid
+from .results import load_results
 from .runner import agent_label, canonical_json
 
 STUDY_VERSION = 1
@@ -429,7 +430,7 @@ def load_study(out: str | Path) -> tuple[pd.DataFrame, dict]:
         folder = out / GRIDS / name
         if not folder.is_dir():
             continue
-        df = store.load_results(folder)
+        df = load_results(folder)
         if df.empty:
             continue
         df["key"] = df["label"].map(block["keys"])

@@ -216,7 +216,7 @@ def test_study_end_to_end_fills_rows_from_data_and_resumes(tmp_path, monkeypatch
     assert l3["mean"] == pytest.approx((per["last"] - per["static"]).mean())
 
     # re-running resumes: nothing is computed again
-    import driftrank.experiments.grid as grid_module
+    import driftrank.experiments.launch as grid_module
     import driftrank.experiments.study_probe as probe_module
 
     def boom(*a, **k):
