@@ -21,7 +21,8 @@ from importlib.metadata import entry_points
 from .base import AgentContext
 
 ENTRY_POINT_GROUP = "driftrank.agents"
-_BUILTIN_MODULES = ("random_agent", "oracle", "static", "incremental", "drn", "last")
+_BUILTIN_MODULES = ("random_agent", "oracle", "static", "incremental", "drn", "last",
+                    "adapter", "film", "maml")
 
 
 @dataclass(frozen=True)
