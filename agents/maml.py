@@ -9,7 +9,8 @@ next to the pretrained checkpoints. Online, every user starts from the meta-lear
 initialisation (a zero offset); each batch of feedback takes ``inner_steps`` gradient steps on
 the offsets of the users who clicked, and their next requests are served with them. Nothing
 global changes online: the agent targets users the offline model knows little about (new users,
-users whose taste just moved), not a world-wide shift.
+users whose taste just moved), not a world-wide shift. ``fast_adaptation=False`` serves the
+meta-trained generator without the per-user step (what meta-training alone changes).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class MetaConfig:
     support: int = 1
     query: int = 2
     inner_steps: int = 3
-    inner_lr: float = 1.0
+    inner_lr: float = 10.0
     outer_lr: float = 3e-4
 
     def replace(self, **kw) -> MetaConfig:
@@ -94,8 +95,9 @@ class MAMLAgent(PretrainedAgent):
     name = "maml"
 
     def __init__(self, context: AgentContext, meta_config: dict | None = None,
-                 pretrain_config: dict | None = None):
+                 fast_adaptation: bool = True, pretrain_config: dict | None = None):
         super().__init__(context, pretrain_config)
+        self.fast_adaptation = bool(fast_adaptation)
         self.meta = MetaConfig().replace(**(meta_config or {}))
         self.generator = meta_pretrain(context, self.pretrain_config, self.meta)
         self.fast = FastWeights(self.generator.config.hidden, self.meta.inner_steps,
@@ -118,6 +120,8 @@ class MAMLAgent(PretrainedAgent):
     def observe(self, feedback) -> None:
         if feedback.obs is None:
             raise ValueError("maml needs Feedback.obs (the served observation batch)")
+        if not self.fast_adaptation:  # ablation: the meta-trained generator alone
+            return
         data = {**model_inputs(feedback.obs), "slates": np.asarray(feedback.slates, np.int64),
                 "clicks": np.asarray(feedback.clicks, np.float32),
                 "user_id": np.asarray(feedback.obs["user_id"])}
