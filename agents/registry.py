@@ -24,7 +24,7 @@ from .config_check import check_config
 
 ENTRY_POINT_GROUP = "driftrank.agents"
 _BUILTIN_MODULES = ("random_agent", "oracle", "stale_oracle", "static", "incremental", "drn",
-                    "last", "best_of_n")
+                    "last", "best_of_n", "adapter", "film", "maml")
 
 
 @dataclass(frozen=True)
