@@ -77,6 +77,9 @@ STUDY: dict = {
         "drn": {"name": "drn", "config": {**DRN, "exploration": "dbgd"}},
         "drn-no-explore": {"name": "drn", "config": {**DRN, "exploration": "greedy"}},
         "drn-click-only": {"name": "drn", "config": {**DRN, "beta": 0.0}},
+        "adapter": {"name": "adapter", "config": {**MODEL, "period": PERIOD}},
+        "film": {"name": "film", "config": {**MODEL, "period": PERIOD}},
+        "maml": {"name": "maml", "config": MODEL},
     },
     "blocks": [
         {"name": "core", "variant": "history",
@@ -90,6 +93,8 @@ STUDY: dict = {
          "agents": ["last-refresh"]},
         {"name": "drn", "variant": "history", "scenarios": ["cold-churn"],
          "agents": ["drn", "drn-no-explore", "drn-click-only"]},
+        {"name": "model-adaptation", "variant": "history",
+         "scenarios": ["taste-shift", "cold-churn"], "agents": ["adapter", "film", "maml"]},
         {"name": "control", "variant": "taste", "scenarios": ["taste-shift"],
          "agents": ["oracle", "stale-oracle", "static", "last+reloop2"]},
     ],
