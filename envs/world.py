@@ -34,6 +34,8 @@ import math
 import numpy as np
 
 from . import click_model as cm
+from .calibration import install as install_calibration
+from .calibration import load_calibration
 from .config import WorldConfig
 from .conversions import ConversionQueue
 from .drift import DriftEvent, GlobalDrift
@@ -102,6 +104,8 @@ class World:
         self.user_history = np.zeros((u, t), np.float32)
 
         self.drift = GlobalDrift(c, g)
+        if c.calibration is not None:  # fitted entities replace the drawn ones (calibration.py)
+            install_calibration(self, load_calibration(c.calibration))
         self.conversions = ConversionQueue()
         self.step_index = 0
         self.tick = 0
