@@ -34,11 +34,24 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return order[:, :k]
 
 
+EPSILON = 0.2  # share of slots a popularity ranker gives to a random candidate (exploration)
+
+
+def _explore(score: np.ndarray, rng: np.random.Generator, epsilon: float, k: int) -> np.ndarray:
+    """Scores where random candidates jump above every popularity score at a random height, on
+    average ``epsilon * k`` per request: about a share ``epsilon`` of the ``k`` slots explores."""
+    top = np.abs(score).max() + 1.0
+    lucky = rng.random(score.shape) < epsilon * k / score.shape[1]
+    return np.where(lucky, top * (1.0 + rng.random(score.shape)), score)
+
+
 def popularity_run(config: WorldConfig, popularity: np.ndarray, requests: int = 8192,
-                   batch: int = 256, seed: int = 0) -> PopularityRun:
+                   batch: int = 256, seed: int = 0, epsilon: float = EPSILON) -> PopularityRun:
     """Serve ``requests`` requests ranked by ``popularity`` (indexed by item id; ids beyond it,
-    e.g. cold items after churn, count as 0)."""
+    e.g. cold items after churn, count as 0), each slot showing a random unused candidate with
+    probability ``epsilon`` (no production ranker shows only the head)."""
     world = World(config, batch, seed)
+    rng = np.random.default_rng([seed, 0x907])
     pop = np.asarray(popularity, dtype=np.float64)
     m, u = config.n_items, config.n_users
     clicks = np.zeros(m)
@@ -50,7 +63,8 @@ def popularity_run(config: WorldConfig, popularity: np.ndarray, requests: int = 
         obs = world.observation()
         ids = obs["candidate_ids"]
         score = np.where(ids < pop.size, pop[np.minimum(ids, pop.size - 1)], 0.0)
-        slates = _top_k(score, config.slate_size)
+        slates = _top_k(_explore(score, rng, epsilon, config.slate_size),
+                       config.slate_size)
         np.add.at(user_requests, obs["user_id"], 1)
         out = world.serve(slates, with_truth=False)
         items = out["served_item_ids"].ravel()
@@ -85,8 +99,7 @@ def synthetic_log(config: WorldConfig, requests: int = 20_000, batch: int = 200,
             clicks = np.pad(clicks, (0, need - clicks.size))
             shown = np.pad(shown, (0, need - shown.size))
         score = (clicks[ids] + 1.0) / (shown[ids] + 10.0)
-        score += rng.random(score.shape) * np.where(rng.random(score.shape) < epsilon, 10.0, 1e-6)
-        slates = _top_k(score, k)
+        slates = _top_k(_explore(score, rng, epsilon, k), k)
         ticks = world.tick + np.arange(slates.shape[0])
         out = world.serve(slates, with_truth=False)
         items = out["served_item_ids"]

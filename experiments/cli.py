@@ -8,6 +8,7 @@
     driftrank bench env            simulator throughput (requests/s, one thread)
     driftrank bench grid           wall time of a fixed grid, serial vs Ray
     driftrank demo                 the main comparison on an embedded default
+    driftrank calibrate LOG        fit a world to an interaction log -> world.npz
 
 Run ``driftrank COMMAND --help`` for the options of each command.
 """
@@ -536,6 +537,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a smoke-sized demo (tiny world)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
+
+    from .calibrate_cli import add_parser as add_calibrate_parser  # driftrank calibrate
+
+    add_calibrate_parser(sub)
     return parser
 
 
