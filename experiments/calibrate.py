@@ -40,6 +40,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -267,7 +268,9 @@ class _Fit:
         else:
             t = min(n_topics, self.n_items)
             data = self.vectors / (np.linalg.norm(self.vectors, axis=1, keepdims=True) + 1e-12)
-            _, label = kmeans2(data, t, minit="++", rng=rng)
+            with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+                warnings.simplefilter("ignore")  # empty clusters are dropped just below
+                _, label = kmeans2(data, t, minit="++", rng=rng)
             used, topic = np.unique(label, return_inverse=True)
             self.topic_names = [f"cluster {i}" for i in range(used.size)]
             self.topic_source = "k-means of item vectors"

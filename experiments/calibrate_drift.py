@@ -5,6 +5,11 @@ is the fold-in of that slice's positives onto the fixed item factors of the whol
 slice's empirical item distribution, scaled to the user's overall volume), in the world's
 whitened units where the population's taste has E|u|^2 = 1.
 
+Time: one request (a user's interactions at one timestamp) is one world tick, and the log's
+clock maps linearly onto ticks (its time span becomes its number of requests), so an abrupt
+event's tick is its slice's start time on that scale. An interaction log records only requests
+that had an interaction, so its ticks are fewer than the requests that were served.
+
 A slice estimate is noisy (a few interactions each), so the raw squared change between two
 slices overstates drift. The noise is measured, not assumed: each user's slice is split in two
 random halves, whose squared difference measures the noise variance of the full slice's
@@ -103,9 +108,19 @@ def fit_drift(fit, n_slices: int = 8, jump_factor: float = 3.0, min_share: float
     else:
         tau = float(-ticks_per_slice / math.log(1.0 - min(g / 2.0, 0.95)))
     abrupt_share = (m[abrupt] - g) / max(2.0 - g, 1e-6)
+    # the log's clock -> world ticks: the log's time span is its number of requests
+    req_time = np.full(n_req, np.inf)
+    np.minimum.at(req_time, fit.request, fit.frame["time"].to_numpy())
+    t0, t1 = req_time[0], req_time[-1]
+    onsets = [float(req_time[edges[s + 1]]) for s in np.flatnonzero(abrupt)]
+    if t1 > t0:
+        ticks = [int(round((t - t0) / (t1 - t0) * n_req)) for t in onsets]
+    else:
+        ticks = [int(edges[s + 1]) for s in np.flatnonzero(abrupt)]
     return {
         "user_drift_timescale": tau,
-        "abrupt_times": [int(edges[s + 1]) for s in np.flatnonzero(abrupt)],
+        "abrupt_times": ticks,
+        "abrupt_log_times": onsets,
         "abrupt_user_share": float(np.clip(abrupt_share.mean(), 0, 1)) if abrupt.any() else 0.0,
         "slice_edges": edges.tolist(),
         "ticks_per_slice": ticks_per_slice,

@@ -136,6 +136,11 @@ def _tidy(raw: pd.DataFrame, c: LogColumns, name: str) -> tuple[pd.DataFrame, di
     return out, info
 
 
+def _plain(value):
+    """A cell as a plain Python value, so messages read 2.5 rather than np.float64(2.5)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
@@ -147,9 +152,11 @@ def _integer_ids(col: pd.Series, name: str, log: str) -> np.ndarray:
     bad |= ~bad & (np.round(np.nan_to_num(values_f)) != np.nan_to_num(values_f))
     if bad.any():
         row = _first_bad(bad)
+        value = _plain(col.iloc[row])
+        what = "non-numeric" if values.isna().iloc[row] else "non-integer"
         raise ValueError(
-            f"{log}: column {name!r} has a non-numeric id {col.iloc[row]!r} at row {row}; ids "
-            "must be integers (map string ids to integers first)")
+            f"{log}: column {name!r} has a {what} id {value!r} at row {row}; ids must be "
+            "integers (map string ids to integers first)")
     return values_f.astype(np.int64)
 
 
@@ -161,7 +168,7 @@ def _times(col: pd.Series, name: str, log: str) -> np.ndarray:
             if not dates.isna().any():
                 return (dates.astype("int64") // 10**9).to_numpy(np.float64)
         row = _first_bad(values.isna().to_numpy())
-        raise ValueError(f"{log}: column {name!r} has a timestamp {col.iloc[row]!r} at row "
+        raise ValueError(f"{log}: column {name!r} has a timestamp {_plain(col.iloc[row])!r} at row "
                          f"{row} that is neither a number nor a date")
     return values.to_numpy(np.float64)
 
@@ -172,8 +179,8 @@ def _clicks(col: pd.Series, name: str, log: str) -> np.ndarray:
     if bad.any():
         row = _first_bad(bad)
         raise ValueError(f"{log}: column {name!r} must be 0 or 1 (shown, clicked) but row {row} "
-                         f"has {col.iloc[row]!r}; for ratings, name the column as the rating "
-                         "column instead")
+                         f"has {_plain(col.iloc[row])!r}; for ratings, name the column as the "
+                         "rating column instead")
     return values.astype(np.int8)
 
 
