@@ -327,18 +327,21 @@ def _tune_level(result: CalibratedWorld, target: float, world: dict, requests: i
         bias = base.attraction_bias
         batch = min(256, requests)
 
+        seen: dict[float, float] = {}
+
         def ctr(offset: float) -> float:
-            config = base.replace(attraction_bias=bias + offset)
-            return popularity_run(config, popularity, requests, batch, seed).ctr
+            if offset not in seen:
+                config = base.replace(attraction_bias=bias + offset)
+                seen[offset] = popularity_run(config, popularity, requests, batch, seed).ctr
+            return seen[offset]
 
         low, high = -12.0, 12.0
-        c_low, c_high = ctr(low), ctr(high)
-        if target <= c_low:
-            offset, achieved = low, c_low
-        elif target >= c_high:
-            offset, achieved = high, c_high
-        else:
-            offset = scipy.optimize.brentq(lambda o: ctr(o) - target, low, high, xtol=1e-3)
-            achieved = ctr(offset)
+        if target <= ctr(low):
+            offset = low
+        elif target >= ctr(high):
+            offset = high
+        else:  # CTR rises monotonically with the offset (same dice for every offset)
+            offset = scipy.optimize.brentq(lambda o: ctr(o) - target, low, high, xtol=0.01)
+        achieved = ctr(offset)
     result.path = None
     return float(offset), float(achieved)

@@ -40,7 +40,7 @@ def known():
 def fitted(known, tmp_path_factory):
     _, log = known
     path = tmp_path_factory.mktemp("cal") / "world.npz"
-    result = calibrate(log, "csv", path, world=TUNE, tune_requests=4096)
+    result = calibrate(log, "csv", path, world=TUNE, tune_requests=2048)
     return result, path
 
 
@@ -62,7 +62,7 @@ def test_round_trip_popularity_activity_and_ctr(known, fitted):
     in_known = popularity_run(config, popularity, 8192, 256, seed=11)
     in_fitted = popularity_run(calibrated, result.extras["log_item_clicks"], 8192, 256, seed=11)
     rho_items = spearmanr(in_known.item_clicks[item_ids], in_fitted.item_clicks)[0]
-    assert rho_items > 0.8, rho_items
+    assert rho_items > 0.75, rho_items
 
     # user activity: fitted arrival rates against the known world's
     known_world = World(config, 1, 0)
@@ -70,9 +70,14 @@ def test_round_trip_popularity_activity_and_ctr(known, fitted):
     rho_users = spearmanr(_arrival_probs(known_world)[user_ids], cal.user_activity)[0]
     assert rho_users > 0.9, rho_users
 
-    # CTR of a popularity ranker in the calibrated world (on a seed it was not tuned on)
+    # CTR of a popularity ranker in the calibrated world (on a seed it was not tuned on) ...
     log_ctr = log["click"].mean()
     assert abs(in_fitted.ctr - log_ctr) < 0.1 * log_ctr, (in_fitted.ctr, log_ctr)
+    # ... and of random slates (no scores: the first K of the world's shuffled candidates),
+    # which the level was not tuned on at all
+    random_known = popularity_run(config, np.zeros(1), 8192, 256, seed=11, epsilon=0.0)
+    random_fitted = popularity_run(calibrated, np.zeros(1), 8192, 256, seed=11, epsilon=0.0)
+    assert abs(random_fitted.ctr - random_known.ctr) < 0.2 * random_known.ctr
 
 
 def test_fitted_entities_carry_the_truth_not_noise(known, fitted):
@@ -101,7 +106,7 @@ def test_fitted_entities_carry_the_truth_not_noise(known, fitted):
 def test_same_log_and_seed_give_the_same_file(known, fitted, tmp_path):
     _, log = known
     result, _ = fitted
-    again = calibrate(log, "csv", tmp_path / "again.npz", world=TUNE, tune_requests=4096)
+    again = calibrate(log, "csv", tmp_path / "again.npz", world=TUNE, tune_requests=2048)
     for name, array in result.arrays.items():
         np.testing.assert_array_equal(array, again.arrays[name], err_msg=name)
 
@@ -112,7 +117,7 @@ def test_out_of_order_timestamps_are_sorted(known, fitted, tmp_path):
     shuffled = log.sample(frac=1.0, random_state=3)
     csv = tmp_path / "shuffled.csv"
     shuffled.to_csv(csv, index=False)
-    again = calibrate(csv, "csv", None, world=TUNE, tune_requests=4096)
+    again = calibrate(csv, "csv", None, world=TUNE, tune_requests=2048)
     assert again.metadata["log"]["sorted_by_time"] is True
     assert result.metadata["log"]["sorted_by_time"] is False
     np.testing.assert_allclose(again.arrays["user_activity"], result.arrays["user_activity"])
