@@ -199,6 +199,11 @@ def test_driftrank_run_and_calibrate_commands(known, tmp_path, capsys):
                  "n_candidates=20", "--world", "slate_size=5", "--requests", "400", "--batch",
                  "100", "--window", "200", "--no-progress"])
     assert code == 0 and "total: reward/req" in capsys.readouterr().out
+    code = main(["grid", "--scenarios", "stationary,gradual", "--agents", "random", "--world",
+                 f"calibration={out}", "--world", "n_candidates=20", "--world", "slate_size=5",
+                 "--requests", "400", "--batch", "100", "--window", "200", "--out",
+                 str(tmp_path / "grid"), "--no-progress"])
+    assert code == 0 and "2 cells: 2 run" in capsys.readouterr().out
     code = main(["calibrate", str(csv), "--format", "csv", "--out", str(out)])
     assert code == 2 and "'user'" in capsys.readouterr().err  # uid is not 'user'
 
