@@ -10,6 +10,10 @@ clock maps linearly onto ticks (its time span becomes its number of requests), s
 event's tick is its slice's start time on that scale. An interaction log records only requests
 that had an interaction, so its ticks are fewer than the requests that were served.
 
+Changes are divided by the slice tastes' own signal power (their spread less the noise), the
+quantity the world's units set to E|u|^2 = 1, so the fit does not depend on how much a fold-in
+shrinks tastes.
+
 A slice estimate is noisy (a few interactions each), so the raw squared change between two
 slices overstates drift. The noise is measured, not assumed: each user's slice is split in two
 random halves, whose squared difference measures the noise variance of the full slice's
@@ -17,8 +21,10 @@ estimate. The corrected change between consecutive slices is the raw change minu
 slices' noise.
 (With halves of n_a and n_b positives, var(a - b) = sigma^2 (n / n_a + n / n_b).)
 
-World drift is an Ornstein-Uhlenbeck walk with E|u(t+D) - u(t)|^2 = 2 (1 - exp(-D / tau)), so
-the typical corrected change g over a slice's length D in ticks gives tau = -D / ln(1 - g / 2).
+World drift is an Ornstein-Uhlenbeck walk with E|u(t+D) - u(t)|^2 = 2 (1 - exp(-D / tau)) for
+E|u|^2 = 1. A slice sees a user's taste *averaged* over its window, which hides part of the
+change, so the typical corrected change g over slices of D ticks is matched to the change of
+window averages of that walk (``_window_change``), and solved for tau.
 An abrupt event redraws a share s of users (their expected change is 2, the others' g), so a
 boundary with change m implies s = (m - g) / (2 - g). A boundary becomes a scheduled abrupt
 event (at the tick where its slice starts) when its change is a local peak, exceeds
@@ -33,6 +39,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.optimize
 import scipy.sparse as sp
 
 MIN_USERS = 5  # users seen in both slices for a boundary to count
@@ -48,6 +55,31 @@ def _fold(fit, users, items, n_users) -> tuple[np.ndarray, np.ndarray]:
     scale = np.sqrt(fit.du) / np.maximum(counts, 1.0)
     x = sp.diags(scale) @ p @ sp.diags(1 / np.sqrt(fit.di))
     return np.asarray(x @ fit.fold) @ fit.whiten, counts
+
+
+def _window_change(x: float) -> float:
+    """E|a - b|^2 / E|a|^2 for the averages a, b of a unit OU process over two adjacent windows
+    of length x timescales: 2 (1 - C / V) with V = 2/x (1 - (1 - e^-x) / x) the variance of
+    one window's average and C = ((1 - e^-x) / x)^2 the covariance of adjacent ones."""
+    q = -math.expm1(-x) / x
+    return 2.0 * (1.0 - q * q / (2.0 / x * (1.0 - q)))
+
+
+def _slices_per_timescale(change: float) -> float:
+    """The slice length in timescales, x = D / tau, whose window-averaged change is ``change``
+    (monotone in x, from 0 at x -> 0 to 2 as x grows)."""
+    low, high = 1e-6, 50.0
+    if change >= _window_change(high):
+        return high
+    return float(scipy.optimize.brentq(lambda x: _window_change(x) - change, low, high))
+
+
+def _signal_power(tastes: np.ndarray, noise: np.ndarray) -> float:
+    """Mean squared spread of the users' slice tastes around their mean, less the noise: the
+    E|u|^2 that world units give 1. Changes are measured relative to it, which makes them
+    independent of how much a slice fold-in shrinks tastes."""
+    centred = tastes - tastes.mean(axis=0)
+    return float(np.mean((centred ** 2).sum(axis=1) - noise))
 
 
 def fit_drift(fit, n_slices: int = 8, jump_factor: float = 3.0, min_share: float = 0.1,
@@ -83,8 +115,13 @@ def fit_drift(fit, n_slices: int = 8, jump_factor: float = 3.0, min_share: float
             continue
         raw = ((tastes[s + 1][both] - tastes[s][both]) ** 2).sum(axis=1)
         corrected = raw - noise[s][both] - noise[s + 1][both]
-        change.append(float(np.mean(corrected)))
-        stderr.append(float(np.std(corrected) / math.sqrt(corrected.size)))
+        power = float(np.mean([_signal_power(tastes[x][both], noise[x][both]) for x in (s, s + 1)]))
+        if power <= 0:
+            change.append(math.nan)
+            stderr.append(math.nan)
+            continue
+        change.append(float(np.mean(corrected)) / power)
+        stderr.append(float(np.std(corrected) / math.sqrt(corrected.size)) / power)
     m, se = np.array(change), np.array(stderr)
     seen = np.isfinite(m)
     if not seen.any():
@@ -106,7 +143,7 @@ def fit_drift(fit, n_slices: int = 8, jump_factor: float = 3.0, min_share: float
     if g <= max(NO_DRIFT, Z_DRIFT * g_se):
         tau = None
     else:
-        tau = float(-ticks_per_slice / math.log(1.0 - min(g / 2.0, 0.95)))
+        tau = ticks_per_slice / _slices_per_timescale(g)
     abrupt_share = (m[abrupt] - g) / max(2.0 - g, 1e-6)
     # the log's clock -> world ticks: the log's time span is its number of requests
     req_time = np.full(n_req, np.inf)
