@@ -37,6 +37,7 @@ File format (version 1)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -128,8 +129,6 @@ def calibrated_settings(config) -> dict:
     A size the caller set to something other than its default and the file's value is an error
     (the file decides sizes); a size left at its default silently follows the file.
     """
-    import dataclasses
-
     value = config.calibration
     if not isinstance(value, str | os.PathLike) or not str(value).strip():
         raise CalibrationError(

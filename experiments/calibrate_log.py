@@ -163,10 +163,11 @@ def _integer_ids(col: pd.Series, name: str, log: str) -> np.ndarray:
 def _times(col: pd.Series, name: str, log: str) -> np.ndarray:
     values = pd.to_numeric(col, errors="coerce")
     if values.isna().any():
-        if col.dtype == object:
-            dates = pd.to_datetime(col, errors="coerce", utc=True)
+        if not pd.api.types.is_numeric_dtype(col):
+            dates = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
             if not dates.isna().any():
-                return (dates.astype("int64") // 10**9).to_numpy(np.float64)
+                epoch = pd.Timestamp(0, tz="UTC")
+                return (dates - epoch).dt.total_seconds().to_numpy(np.float64)
         row = _first_bad(values.isna().to_numpy())
         raise ValueError(f"{log}: column {name!r} has a timestamp {_plain(col.iloc[row])!r} at row "
                          f"{row} that is neither a number nor a date")

@@ -125,6 +125,16 @@ def test_out_of_order_timestamps_are_sorted(known, fitted, tmp_path):
                                   result.extras["log_item_clicks"])
 
 
+def test_date_timestamps_are_read_and_sorted():
+    from driftrank.experiments.calibrate_log import read_log
+
+    frame, info = read_log(pd.DataFrame({
+        "user": [1, 2, 1], "item": [3, 4, 5],
+        "timestamp": ["2024-01-02", "2024-01-01 10:00", "2024-01-03"]}))
+    assert info["sorted_by_time"] and frame["item"].tolist() == [4, 3, 5]
+    assert frame["time"].iloc[2] - frame["time"].iloc[1] == 86_400.0
+
+
 # ------------------------------------------------------------------------------ drift
 def _interaction_log(**drift) -> pd.DataFrame:
     """Clicks only (an interaction log, no CTR to tune), from a known world with ``drift``."""
