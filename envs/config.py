@@ -19,6 +19,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from .calibration import calibrated_settings
+
 
 @dataclass(frozen=True)
 class WorldConfig:
@@ -116,9 +118,15 @@ class WorldConfig:
     # --- episode -----------------------------------------------------------------------------
     max_steps: int = 1000  # steps per episode (truncation); one step = B requests
     scenario: str = "custom"  # name of the bundle this config came from (informational)
+
+    # --- calibration (envs/calibration.py) ----------------------------------------------------
+    calibration: str | None = None  # fitted .npz (`driftrank calibrate`); sizes follow the file
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
+        if self.calibration is not None:  # sizes (and the absolute path) come from the file
+            for name, value in calibrated_settings(self).items():
+                object.__setattr__(self, name, value)
         validate(self)
 
     # ---- derived sizes ----

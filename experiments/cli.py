@@ -8,6 +8,7 @@
     driftrank pretrain             the offline phase on its own (cached checkpoints)
     driftrank bench WHAT           benchmarks: env, models, adapt, grid
     driftrank demo                 the main comparison on an embedded default
+    driftrank calibrate LOG        fit a world to an interaction log -> world.npz
 
 Run ``driftrank COMMAND --help`` for the options of each command.
 
@@ -36,7 +37,7 @@ first steps:
 
 #: command modules of this package, in the order ``driftrank --help`` lists them
 COMMANDS = ("cli_run", "cli_grid", "cli_report", "cli_catalog", "cli_pretrain", "cli_bench",
-            "cli_demo")
+            "cli_demo", "cli_calibrate")
 
 
 def build_parser() -> argparse.ArgumentParser:
