@@ -194,12 +194,49 @@ def test_calibrated_world_installs_the_fitted_entities(fitted):
     _, path = fitted
     cal = load_calibration(path)
     world = World(make_config("gradual", calibration=str(path), **TUNE), 4, 0)
-    np.testing.assert_array_equal(world.items.v, cal.item_vectors)
-    np.testing.assert_array_equal(world.items.topic, cal.item_topic)
+    items = world.items
+    np.testing.assert_array_equal(items.v, cal.item_vectors)
+    np.testing.assert_array_equal(items.topic, cal.item_topic)
     np.testing.assert_array_equal(world.drift.topic_pop, cal.topic_popularity)
-    # item features agents see carry the fitted topic
-    topic_part = world.items.static[:, : cal.sizes["n_topics"]]
+    # item features agents see carry the fitted topic and a projection of the fitted vectors
+    t = cal.sizes["n_topics"]
+    topic_part = items.static[:, :t]
     np.testing.assert_array_equal(topic_part.argmax(axis=1), cal.item_topic)
+    residual = items.static[:, t:] - cal.item_vectors @ world.projection.T  # the feature noise
+    assert abs(residual.std() / world.config.feature_noise - 1) < 0.05
+    # churned-in items are drawn around the fitted topics' centres
+    for topic in np.unique(cal.item_topic)[:3]:
+        np.testing.assert_allclose(world.topic_centres[topic],
+                                   cal.item_vectors[cal.item_topic == topic].mean(axis=0),
+                                   atol=1e-5)
+    # arrivals follow the fitted activity
+    np.testing.assert_allclose(_arrival_probs(world),
+                               cal.user_activity / cal.user_activity.sum(), rtol=1e-6)
+
+
+def test_fitted_entities_are_installed_before_the_warm_up_and_the_frozen_truth(fitted):
+    """The warm-up is served to the fitted users and items, and the episode-start truth the
+    stale oracle ranks by is the fitted one."""
+    _, path = fitted
+    cal = load_calibration(path)
+    # another world seed than the log's world: its drawn users and items are unrelated to the
+    # fitted ones (with the same seed and sizes they would be the very users the log came from)
+    config = make_config("quality-drift", calibration=str(path), world_seed=7, **TUNE)
+    assert config.warmup_ticks > 0
+    world = World(config, 4, 0)
+    users, items = world.users, world.items
+    np.testing.assert_array_equal(users.taste0, cal.user_tastes)  # no taste drift here
+    factors0 = world.drift.quality_factors  # no tick served yet: the frozen factors
+    np.testing.assert_allclose(items.quality0, cal.item_quality + items.loading @ factors0,
+                               atol=1e-5)
+    # warm-up visits follow the fitted activity (the drawn one is unrelated to it)
+    assert spearmanr(users.visits, cal.user_activity)[0] > 0.6
+    # and warm-up clicks went to the items the fitted world makes attractive
+    attraction = ((cal.user_activity / cal.user_activity.sum()) @ (
+        cal.user_tastes @ cal.item_vectors.T) * world._k_aff + items.quality0
+        + cal.topic_popularity[cal.item_topic])
+    ctr = items.clicks / np.maximum(items.impressions, 1)
+    assert spearmanr(ctr, attraction)[0] > 0.5
 
 
 def test_driftrank_run_and_calibrate_commands(known, tmp_path, capsys):
@@ -212,10 +249,13 @@ def test_driftrank_run_and_calibrate_commands(known, tmp_path, capsys):
                  "slate_size=5", "--tune-requests", "1024"])
     text = capsys.readouterr().out
     assert code == 0 and out.is_file() and "200 items, 300 users" in text
-    code = main(["run", "--agent", "random", "--world", f"calibration={out}", "--world",
+    # a v2 scenario on the calibrated entities: hidden quality drift and a shock at 200
+    code = main(["run", "--scenario", "quality-drift", "--agent", "random", "--world",
+                 f"calibration={out}", "--world", "quality_shock_times=[200]", "--world",
                  "n_candidates=20", "--world", "slate_size=5", "--requests", "400", "--batch",
                  "100", "--window", "200", "--no-progress"])
-    assert code == 0 and "total: reward/req" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert code == 0 and "total: reward/req" in text and "quality_shock@200" in text
     code = main(["grid", "--scenarios", "stationary,gradual", "--agents", "random", "--world",
                  f"calibration={out}", "--world", "n_candidates=20", "--world", "slate_size=5",
                  "--requests", "400", "--batch", "100", "--window", "200", "--out",
