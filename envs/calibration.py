@@ -39,6 +39,7 @@ File format (version 1)
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -72,6 +73,7 @@ class Calibration:
     user_activity: np.ndarray
     metadata: dict
     extras: dict
+    digest: str  # SHA-256 of the file's bytes: what the file holds, whatever its path
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -125,8 +127,13 @@ def fitted_drift(path: str | os.PathLike) -> dict:
 
 
 def calibrated_settings(config) -> dict:
-    """The settings a ``WorldConfig`` with ``calibration`` set takes from the file: the sizes
-    and the file's absolute path (so Ray workers started elsewhere find it).
+    """The settings a ``WorldConfig`` with ``calibration`` set takes from the file: the sizes,
+    the file's absolute path (so Ray workers started elsewhere find it) and the SHA-256 of its
+    contents (``calibration_digest``: caches and cell keys built from the config then tell an
+    overwritten file from the one they were made with).
+
+    A config that already carries a digest (one rebuilt from ``to_dict()``, or ``replace``d)
+    must still match the file: a file changed since is an error, not a silent other world.
 
     A size the caller set to something other than its default and the file's value is an error
     (the file decides sizes); a size left at its default silently follows the file.
@@ -137,7 +144,14 @@ def calibrated_settings(config) -> dict:
             f"bad world config: calibration={value!r} must be the path of a .npz file made "
             "by `driftrank calibrate` (or None for a drawn world)")
     path = Path(value).expanduser()
-    sizes = load_calibration(path).sizes
+    cal = load_calibration(path)
+    sizes = cal.sizes
+    if config.calibration_digest not in (None, cal.digest):
+        raise CalibrationError(
+            f"calibration file {str(path)!r} changed since this world config was made "
+            f"(calibration_digest {config.calibration_digest[:12]}... but the file's is "
+            f"{cal.digest[:12]}...); make the config again from the file (leave "
+            "calibration_digest out: it is read from the file)")
     defaults = {f.name: f.default for f in dataclasses.fields(config)}
     clash = {name: getattr(config, name) for name in SIZE_FIELDS
              if getattr(config, name) not in (defaults[name], sizes[name])}
@@ -146,7 +160,7 @@ def calibrated_settings(config) -> dict:
             f"bad world config: {clash} conflict with calibration file {str(path)!r}, whose "
             f"sizes are {sizes}; leave these settings out: a calibrated world's sizes follow "
             "its file")
-    return {**sizes, "calibration": str(path.resolve())}
+    return {**sizes, "calibration": str(path.resolve()), "calibration_digest": cal.digest}
 
 
 def _read(path: Path) -> Calibration:
@@ -184,7 +198,8 @@ def _read(path: Path) -> Calibration:
     _check_arrays(arrays, bad)
     for a in (*arrays.values(), *extras.values()):
         a.setflags(write=False)
-    return Calibration(**arrays, metadata=metadata, extras=extras)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return Calibration(**arrays, metadata=metadata, extras=extras, digest=digest)
 
 
 def _check_arrays(a: dict[str, np.ndarray], bad) -> None:

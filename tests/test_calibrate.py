@@ -358,3 +358,32 @@ def test_sizes_follow_the_file_and_conflicts_are_named(fitted):
         make_config("stationary", calibration=str(path), n_users=123)
     with pytest.raises(ValueError, match="calibration=3"):
         make_config("stationary", calibration=3)
+
+
+def test_overwritten_file_gets_a_new_cache_key_and_stale_configs_are_named(fitted, tmp_path):
+    """Pretraining caches key on the file's contents, not its path: an overwritten ``.npz``
+    never reuses checkpoints trained on the old one."""
+    from driftrank.agents.pretrained import PretrainConfig, cache_key
+
+    _, path = fitted
+    copy = tmp_path / "world.npz"
+    copy.write_bytes(path.read_bytes())
+    before = make_config("stationary", calibration=str(copy), **TUNE)
+    key = cache_key(before, 0, PretrainConfig())
+    assert cache_key(make_config("stationary", calibration=str(copy), **TUNE), 0,
+                     PretrainConfig()) == key  # same contents, same key
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["item_quality"] = arrays["item_quality"] + 0.5
+    np.savez(copy, **arrays)  # same path, same size, other contents
+    after = make_config("stationary", calibration=str(copy), **TUNE)
+    assert after.calibration == before.calibration
+    assert after.calibration_digest != before.calibration_digest
+    assert cache_key(after, 0, PretrainConfig()) != key
+    # a config made before the overwrite and rebuilt after it is refused, not silently changed
+    with pytest.raises(CalibrationError, match="changed since this world config was made"):
+        before.replace(max_steps=5)
+    assert after.replace(max_steps=5).calibration_digest == after.calibration_digest
+    assert before.replace(calibration=str(path)).calibration_digest == before.calibration_digest
+    with pytest.raises(ValueError, match="without a calibration file"):
+        make_config("stationary", calibration_digest="abc")
