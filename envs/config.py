@@ -19,6 +19,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from .calibration import calibrated_settings
+
 
 @dataclass(frozen=True)
 class WorldConfig:
@@ -116,9 +118,20 @@ class WorldConfig:
     # --- episode -----------------------------------------------------------------------------
     max_steps: int = 1000  # steps per episode (truncation); one step = B requests
     scenario: str = "custom"  # name of the bundle this config came from (informational)
+
+    # --- calibration (envs/calibration.py) ----------------------------------------------------
+    calibration: str | None = None  # fitted .npz (`driftrank calibrate`); sizes follow the file
+    calibration_digest: str | None = None  # SHA-256 of that file, read from it (cache keys)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
+        if self.calibration is not None:  # sizes, absolute path and digest come from the file
+            for name, value in calibrated_settings(self).items():
+                object.__setattr__(self, name, value)
+        elif self.calibration_digest is not None:
+            raise ValueError(f"bad world config: calibration_digest={self.calibration_digest!r}"
+                             " without a calibration file; leave it out (it is read from the "
+                             "file calibration= names)")
         validate(self)
 
     # ---- derived sizes ----
@@ -144,6 +157,8 @@ class WorldConfig:
 
     def replace(self, **overrides) -> WorldConfig:
         """A copy with ``overrides``; unknown keys raise a ``ValueError`` naming them."""
+        if "calibration" in overrides:  # another file (or none): its digest is read afresh
+            overrides.setdefault("calibration_digest", None)
         return dataclasses.replace(self, **_checked(overrides))
 
     def without_events(self) -> WorldConfig:
@@ -158,6 +173,9 @@ class WorldConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d.pop("extra", None)
+        if d.get("calibration") is None:  # drawn worlds keep the ids and cache keys they had
+            d.pop("calibration", None)
+            d.pop("calibration_digest", None)
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 

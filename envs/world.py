@@ -37,6 +37,8 @@ import numpy as np
 
 from . import click_model as cm
 from .behaviour import BEHAVIOUR_EPSILON, BEHAVIOUR_NOISE, behaviour_slates
+from .calibration import install as install_calibration
+from .calibration import load_calibration
 from .catalog import FEATURE_BOUND, Catalog
 from .config import WorldConfig
 from .conversions import ConversionQueue, conversion_delays
@@ -218,6 +220,9 @@ class World:
         fits = c.n_items * (c.n_candidates * c.recall_pool_factor + 1) < 2**31
         self._index_dtype = np.int32 if fits else np.int64
         self._recall_order = g.permutation(c.n_items).astype(self._index_dtype)
+        # fitted entities replace the drawn ones: before the warm-up and the frozen truth
+        if c.calibration is not None:
+            install_calibration(self, load_calibration(c.calibration))
 
         self.conversions = ConversionQueue()
         self.click_queue = ConversionQueue(ClickReports)

@@ -9,6 +9,7 @@
     driftrank bench WHAT           benchmarks: env, models, adapt, grid
     driftrank demo                 the main comparison on an embedded default
     driftrank study                each paper's claim re-run -> docs/study.md
+    driftrank calibrate LOG        fit a world to an interaction log -> world.npz
 
 Run ``driftrank COMMAND --help`` for the options of each command.
 
@@ -37,7 +38,7 @@ first steps:
 
 #: command modules of this package, in the order ``driftrank --help`` lists them
 COMMANDS = ("cli_run", "cli_grid", "cli_report", "cli_catalog", "cli_pretrain", "cli_bench",
-            "cli_demo", "cli_study")
+            "cli_demo", "cli_study", "cli_calibrate")
 
 
 def build_parser() -> argparse.ArgumentParser:
