@@ -246,3 +246,14 @@ def test_every_command_module_registers_itself():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     assert len(sub.choices) == len(COMMANDS) + 1  # cli_catalog registers agents + scenarios
+
+
+def test_demo_prints_whole_report_sections():
+    from driftrank.experiments.demo import DEMO_GRID, _section
+
+    text = "# R\n\n## Summary\n\nrows\n### s\nmore\n\n## Adaptation headroom\n\nh\n\n## Other\n"
+    assert _section(text, "## Summary") == "## Summary\n\nrows\n### s\nmore"
+    assert _section(text, "## Adaptation headroom") == "## Adaptation headroom\n\nh"
+    assert _section(text, "## Missing") == ""
+    names = {a["name"] for a in DEMO_GRID["agents"]}
+    assert {"oracle", "stale-oracle", "static"} <= names  # headroom and gain share need them
