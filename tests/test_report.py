@@ -194,9 +194,12 @@ def test_paired_differences_are_agent_minus_baseline_within_each_seed():
     cells["ctr"] = cells["reward_per_request"] / 10
     cells["regret_per_request"] = 5.0 - cells["reward_per_request"]
     cells["scenario"] = "s"
-    cells = cells.sample(frac=1.0, random_state=3)  # rows in no particular order
-    got = {r[1]: r for r in paired_differences(cells, ["static", "better", "worse"], ["s"],
-                                               "static")}
+    other = cells.assign(scenario="t", reward_per_request=cells["reward_per_request"] * 3)
+    cells = pd.concat([cells, other]).sample(frac=1.0, random_state=3)  # in no order
+    rows = paired_differences(cells, ["static", "better", "worse"], ["s", "t"], "static")
+    got = {r[1]: r for r in rows if r[0] == "s"}
+    assert [r[2] for r in rows if r[0] == "t"] == ["1.5000 [1.5000, 1.5000]",
+                                                   "-0.7500 [-0.7500, -0.7500]"]
     # per seed the difference is exactly +0.5 / -0.25: a zero-width interval. Unpaired
     # (or misaligned) seeds would carry the seeds' spread (1, 2, 4) into the interval.
     assert got["better"][2:] == ["0.5000 [0.5000, 0.5000]", "0.0500 [0.0500, 0.0500]",
@@ -233,7 +236,7 @@ def test_latency_interval_respects_a_positive_quantity():
 
 def _headroom_run(tmp_path, with_stale=True):
     """Windows of 100, first drift event at 200. Per seed s, after it oracle beats
-    stale-oracle by 1 + 0.1 s; `fancy` beats `static` by 0.5."""
+    stale-oracle by 1 + 0.1 s; `fancy` beats `static` by 0.5 + 0.1 s, then 0.7 + 0.1 s."""
     events = ["", "", "abrupt@200", ""]
     for seed in (0, 1, 2):
         h = 1.0 + 0.1 * seed
@@ -243,7 +246,8 @@ def _headroom_run(tmp_path, with_stale=True):
                        [3.0 + seed, 3.0 + seed, 3.0 + seed - h, 3.0 + seed - h], [0.0] * 4,
                        events)
         _fake_cell(tmp_path, "static", seed, [2.0, 2.0, 1.0, 1.0], [1.0] * 4, events)
-        _fake_cell(tmp_path, "fancy", seed, [2.0, 2.0, 1.5, 1.5], [1.0] * 4, events)
+        _fake_cell(tmp_path, "fancy", seed, [2.0, 2.0, 1.5 + 0.1 * seed, 1.7 + 0.1 * seed],
+                   [1.0] * 4, events)
     return write_report(tmp_path, plots=False).read_text()
 
 
@@ -256,7 +260,8 @@ def test_headroom_and_the_share_of_it_each_agent_gains(tmp_path):
     after = f"1.1000 [{1.1 - half:.4f}, {1.1 + half:.4f}]"
     whole = f"0.5500 [{0.55 - half / 2:.4f}, {0.55 + half / 2:.4f}]"
     assert f"| s | 200 | {whole} | {after} | 3 |" in text
-    assert "| s | fancy | 0.5000 [0.5000, 0.5000] | 45% | 3 |" in text  # 0.5 / 1.1
+    # fancy gains 0.6 + 0.1 s after the event (both windows count): 0.7 of 1.1 = 64%
+    assert f"| s | fancy | 0.7000 [{0.7 - half:.4f}, {0.7 + half:.4f}] | 64% | 3 |" in text
     per = headroom_by_window(load_results(tmp_path), ["oracle", "stale-oracle"])
     assert per["headroom"].tolist() == pytest.approx([0.0, 0.0, 1.1, 1.1])
     assert per["lo"].iloc[2] == pytest.approx(1.1 - half)
@@ -312,7 +317,8 @@ def test_headroom_share_needs_a_headroom_clearly_above_zero(tmp_path):
     events = ["", "abrupt@100"]
     for seed, h in zip((0, 1, 2), (0.2, -0.2, 0.1), strict=True):
         for scenario in ("s", "t"):
-            _fake_cell(tmp_path, "oracle", seed, [3.0, 3.0], [0.0] * 2, events, scenario)
+            level = 3.0 if scenario == "s" else 5.0  # t must not leak into s
+            _fake_cell(tmp_path, "oracle", seed, [level, level], [0.0] * 2, events, scenario)
             if scenario == "s":
                 _fake_cell(tmp_path, "stale-oracle", seed, [3.0, 3.0 - h], [0.0] * 2, events,
                            scenario)
