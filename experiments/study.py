@@ -145,6 +145,12 @@ def quick_config(config: dict | None = None) -> dict:
             cfg["refresh_period"] = q["requests"] // 2
         if "warm_start_requests" in cfg:
             cfg.update(q["drn"])
+    for settings in c.get("scenario_world", {}).values():  # events inside the short cells
+        for key in ("abrupt_times", "quality_shock_times"):
+            if key in settings:
+                settings[key] = [q["requests"] // 2]
+        if "click_delay" in settings:
+            settings["click_delay"] = min(settings["click_delay"], q["requests"] // 10)
     probes = c.get("probes", {})
     if "evaluator" in probes:
         probes["evaluator"].update(pretrain_config=dict(q["pretrain"]),
