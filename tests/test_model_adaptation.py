@@ -9,6 +9,7 @@ from functools import lru_cache
 import numpy as np
 import pytest
 import torch
+from synthetic import SyntheticWorld
 
 from driftrank.adapt.adapters import BottleneckAdapter, adapt_evaluator, adapt_generator
 from driftrank.adapt.film import FiLM, ResidualSummary, film_model, modulate, set_summary
@@ -17,7 +18,6 @@ from driftrank.adapt.patches import EVALUATOR_SITE, GENERATOR_SITE, PatchedModel
 from driftrank.evaluator import (
     EvaluatorConfig,
     ListwiseEvaluator,
-    SyntheticWorld,
     evaluate_logged,
     gather_slate,
     predict_logged,

@@ -11,8 +11,8 @@ import torch
 from driftrank.agents import AgentContext, available_agents, make_agent
 from driftrank.envs import Feedback, VectorRerankEnv
 from driftrank.experiments.grid import GridSpec, run_grid
+from driftrank.experiments.results import load_results
 from driftrank.experiments.runner import TIMING_COLUMNS, VOLATILE_COLUMNS, run_cell
-from driftrank.experiments.store import load_results
 
 TINY = dict(n_requests=2000, evaluator_epochs=1, imitation_epochs=1, pg_steps=10,
             eval_requests=100)
