@@ -67,10 +67,22 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
         print(f"driftrank: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # a checkpoint that cannot be loaded says what to do; others raise
+        if not _is_checkpoint_error(exc):
+            raise
+        print(f"driftrank: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("driftrank: interrupted; finished cells are saved, re-run the same command to "
               "resume", file=sys.stderr)
         return 130
+
+
+def _is_checkpoint_error(exc: BaseException) -> bool:
+    # the module is loaded whenever one was raised; importing it here would pull torch into
+    # every `driftrank --help`
+    module = sys.modules.get(f"{__package__.rpartition('.')[0]}.evaluator.checkpoint")
+    return module is not None and isinstance(exc, module.CheckpointError)
 
 
 if __name__ == "__main__":

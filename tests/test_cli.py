@@ -257,3 +257,17 @@ def test_demo_prints_whole_report_sections():
     assert _section(text, "## Missing") == ""
     names = {a["name"] for a in DEMO_GRID["agents"]}
     assert {"oracle", "stale-oracle", "static"} <= names  # headroom and gain share need them
+
+
+def test_a_checkpoint_that_cannot_be_loaded_is_one_line_not_a_traceback(capsys, monkeypatch):
+    import driftrank.experiments.cli_run as cli_run
+    from driftrank.evaluator.checkpoint import CheckpointError
+
+    def broken(args):
+        raise CheckpointError("checkpoint /c/evaluator is corrupt; run the command again")
+
+    monkeypatch.setattr(cli_run, "cmd_run", broken)
+    code, _, err = run(capsys, "run", "--agent", "static")
+    assert code == 2
+    assert err.strip() == ("driftrank: error: checkpoint /c/evaluator is corrupt; run the "
+                           "command again")
