@@ -27,5 +27,10 @@ class OracleAgent(BaseAgent):
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         if self.world is None:
-            raise RuntimeError("the oracle needs attach_world(world) before act()")
-        return self.world.reference_slates()
+            raise RuntimeError(f"{self.name} needs attach_world(world) before act()")
+        return self.slates(self.world)
+
+    @staticmethod
+    def slates(world) -> np.ndarray:
+        """The slates this reference serves for the world's pending requests."""
+        return world.reference_slates()

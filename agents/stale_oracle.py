@@ -12,24 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import AgentContext, BaseAgent
+from .oracle import OracleAgent
 from .registry import register_agent
 
 
 @register_agent("stale-oracle",
                 "greedy on the truth frozen at the episode start (reads truth; headroom control)")
-class StaleOracleAgent(BaseAgent):
+class StaleOracleAgent(OracleAgent):
     name = "stale-oracle"
-    needs_world = True
 
-    def __init__(self, context: AgentContext):
-        super().__init__(context)
-        self.world = None
-
-    def attach_world(self, world) -> None:
-        self.world = world
-
-    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        if self.world is None:
-            raise RuntimeError("stale-oracle needs attach_world(world) before act()")
-        return self.world.frozen_reference_slates()
+    @staticmethod
+    def slates(world) -> np.ndarray:
+        return world.frozen_reference_slates()
