@@ -21,7 +21,7 @@ import numpy as np
 from ..adapt.adapters import adapt_evaluator, adapt_generator
 from ..adapt.patches import PatchedModel, train_patches
 from .base import AgentContext
-from .pretrained import model_inputs
+from .labels import FeedbackBuffer
 from .registry import register_agent
 from .static import PretrainedAgent
 
@@ -49,7 +49,7 @@ class PatchAgent(PretrainedAgent):
         self.imitation = imitation
         self.pg_steps = int(pg_steps)
         self.updates = 0
-        self._buffer: list[dict[str, np.ndarray]] = []
+        self.feedback = FeedbackBuffer(context.world.click_delay, owner=self.name)
         self.evaluator, self.generator = self.patch(self.evaluator, self.generator)
 
     def patch(self, evaluator, generator) -> tuple[PatchedModel, PatchedModel]:
@@ -59,18 +59,12 @@ class PatchAgent(PretrainedAgent):
         return self.greedy(obs).astype(np.int64)
 
     def observe(self, feedback) -> None:
-        if feedback.obs is None:
-            raise ValueError(f"{self.name} needs Feedback.obs (the served observation batch)")
-        data = model_inputs(feedback.obs)
-        data["slates"] = np.asarray(feedback.slates, np.int64)
-        data["clicks"] = np.asarray(feedback.clicks, np.float32)
-        self._buffer.append(data)
+        self.feedback.add(feedback)  # learned from once its clicks are in (see labels.py)
 
     def on_period(self, step: int) -> None:
-        if not self._buffer:
+        data = self.feedback.take()
+        if data is None:
             return
-        data = {k: np.concatenate([b[k] for b in self._buffer]) for k in self._buffer[0]}
-        self._buffer.clear()
         train_patches(self.evaluator, self.generator, data, seed=int(self.rng.integers(2**31)),
                       evaluator_lr=self.evaluator_lr, generator_lr=self.generator_lr,
                       imitation=self.imitation, pg_steps=self.pg_steps)
@@ -78,12 +72,12 @@ class PatchAgent(PretrainedAgent):
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "updates": self.updates,
-                "buffer": [dict(b) for b in self._buffer]}
+                "feedback": self.feedback.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.updates = state["updates"]
-        self._buffer = [dict(b) for b in state["buffer"]]
+        self.feedback.load_state_dict(state["feedback"])
 
 
 @register_agent("adapter", "frozen models + bottleneck adapters trained every period (PeterRec)")

@@ -95,6 +95,7 @@ from torch.func import functional_call
 from ..envs.logs import generate_logs
 from ..envs.types import Feedback
 from .base import AgentContext, BaseAgent, periods_between
+from .labels import LabelJoin
 from .registry import register_agent
 
 EXPLORATIONS = ("dbgd", "eps_greedy", "greedy")
@@ -453,6 +454,7 @@ class DRNAgent(BaseAgent):
         self.minor_wins = 0
         self.now = -1  # latest tick observed
         self._served: dict | None = None  # what act() served, for the dueling-bandit step
+        self.labels = LabelJoin(w.click_delay)  # served batches waiting for their clicks
         self._last_obs: dict | None = None
 
         if warm_start_requests:
@@ -497,17 +499,20 @@ class DRNAgent(BaseAgent):
         obs = feedback.obs if feedback.obs is not None else self._last_obs
         if obs is None:
             raise ValueError("DRN needs feedback.obs (the observation the slates answered)")
-        clicks = np.asarray(feedback.clicks, np.float32)
-        slates = np.asarray(feedback.slates, np.int64)
-        if self.exploration == "dbgd":
-            self.minor_update(slates, clicks)
-        self.record(obs, slates, clicks, np.asarray(feedback.request_id, np.int64))
-        self.requests_seen += slates.shape[0]
+        served, self._served = self._served, None
+        batch = {"obs": obs, "slates": np.asarray(feedback.slates, np.int64),
+                 "ticks": np.asarray(feedback.request_id, np.int64), "served": served}
+        # a batch is learned from once its clicks are in (at once unless clicks come late)
+        for body, clicks in self.labels.add(feedback, batch):
+            if self.exploration == "dbgd":
+                self.minor_update(body["slates"], clicks, body["served"])
+            self.record(body["obs"], body["slates"], clicks, body["ticks"])
+            self.requests_seen += body["slates"].shape[0]
 
     @torch.no_grad()
-    def minor_update(self, slates: np.ndarray, clicks: np.ndarray) -> bool:
-        """Dueling bandit gradient descent on the batch act() served; True if W moved."""
-        served, self._served = self._served, None
+    def minor_update(self, slates: np.ndarray, clicks: np.ndarray, served: dict | None) -> bool:
+        """Dueling bandit gradient descent on a batch act() served (``served``: how it was
+        interleaved); True if W moved."""
         if served is None or not np.array_equal(served["slates"], slates):
             return False  # feedback for a batch this agent did not interleave
         explorer_clicks = clicks[served["contributor"] == 1].sum()
@@ -657,6 +662,7 @@ class DRNAgent(BaseAgent):
                 "slates": self._served["slates"].copy(),
                 "contributor": self._served["contributor"].copy(),
                 "explorer": [e.numpy().copy() for e in self._served["explorer"]]},
+            "labels": self.labels.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -670,6 +676,7 @@ class DRNAgent(BaseAgent):
                       for i, s in optim["state"].items()}})
         self.activeness.load_state_dict(state["activeness"])
         self.pending = {k: v.copy() for k, v in state["pending"].items()}
+        self.labels.load_state_dict(state["labels"])
         self.replay.load_state_dict(state["replay"])
         self.items.table = state["items"].copy()
         for key, value in state["counters"].items():

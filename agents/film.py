@@ -44,17 +44,16 @@ class FiLMAgent(PatchAgent):
                 film_model(generator, GENERATOR_SITE, dim, self.film_hidden, seed + 1))
 
     def observe(self, feedback) -> None:
-        super().observe(feedback)
-        data = self._buffer[-1]
-        with torch.inference_mode(), self.evaluator.patches_off():
-            items, ids = gather_slate(torch.as_tensor(data["candidates"]),
-                                      torch.as_tensor(data["candidate_ids"]),
-                                      torch.as_tensor(data["slates"]))
-            predicted = self.evaluator(torch.as_tensor(data["user"]), items, ids).numpy()
-        self.summary.update(data["clicks"] - predicted, items.numpy())
-        value = self.summary.value()
-        set_summary(self.evaluator, value)
-        set_summary(self.generator, value)
+        for data in self.feedback.add(feedback):  # batches whose clicks are in
+            with torch.inference_mode(), self.evaluator.patches_off():
+                items, ids = gather_slate(torch.as_tensor(data["candidates"]),
+                                          torch.as_tensor(data["candidate_ids"]),
+                                          torch.as_tensor(data["slates"]))
+                predicted = self.evaluator(torch.as_tensor(data["user"]), items, ids).numpy()
+            self.summary.update(data["clicks"] - predicted, items.numpy())
+            value = self.summary.value()
+            set_summary(self.evaluator, value)
+            set_summary(self.generator, value)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "summary": self.summary.state_dict()}

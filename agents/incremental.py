@@ -22,7 +22,7 @@ import numpy as np
 from .. import evaluator as ev
 from .. import generator as gen
 from .base import AgentContext
-from .pretrained import model_inputs
+from .labels import FeedbackBuffer
 from .registry import register_agent
 from .static import PretrainedAgent
 
@@ -56,24 +56,18 @@ class IncrementalAgent(PretrainedAgent):
         self.pg_steps = pg_steps
         self.reloop_alpha = reloop_alpha
         self.updates = 0
-        self._buffer: list[dict[str, np.ndarray]] = []
+        self.feedback = FeedbackBuffer(context.world.click_delay, owner=self.name)
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         return self.greedy(obs).astype(np.int64)
 
     def observe(self, feedback) -> None:
-        if feedback.obs is None:
-            raise ValueError("incremental needs Feedback.obs (the served observation batch)")
-        data = model_inputs(feedback.obs)
-        data["slates"] = np.asarray(feedback.slates, np.int64)
-        data["clicks"] = np.asarray(feedback.clicks, np.float32)
-        self._buffer.append(data)
+        self.feedback.add(feedback)  # learned from once its clicks are in (see labels.py)
 
     def on_period(self, requests: int) -> None:
-        if not self._buffer:
+        data = self.feedback.take()
+        if data is None:
             return
-        data = {k: np.concatenate([b[k] for b in self._buffer]) for k in self._buffer[0]}
-        self._buffer.clear()
         seed = int(self.rng.integers(2**31))
         previous = copy.deepcopy(self.evaluator).eval() if self.reloop_alpha > 0 else None
         self.evaluator.train()
@@ -91,12 +85,12 @@ class IncrementalAgent(PretrainedAgent):
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "updates": self.updates,
-                "buffer": [dict(b) for b in self._buffer]}
+                "feedback": self.feedback.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.updates = state["updates"]
-        self._buffer = [dict(b) for b in state["buffer"]]
+        self.feedback.load_state_dict(state["feedback"])
 
 
 @register_agent("reloop", "incremental + ReLoop self-correction loss against the last version")

@@ -28,6 +28,7 @@ from .. import evaluator as ev
 from ..adapt.compensated import CompensatedEvaluator
 from ..adapt.last import DEFAULT_STEPS, LastSearch
 from .base import AgentContext
+from .labels import FeedbackBuffer
 from .pretrained import model_inputs
 from .registry import register_agent
 from .static import PretrainedAgent
@@ -71,7 +72,9 @@ class SearchAgent(PretrainedAgent):
         if refresh_period is not None:
             self.period = int(refresh_period)  # the runner calls on_period every period requests
         self.refreshes = 0
-        self._buffer: list[dict[str, np.ndarray]] = []
+        # labelled batches feed the memory; they are also kept for the evaluator's refresh
+        self.feedback = FeedbackBuffer(context.world.click_delay,
+                                       keep=refresh_period is not None, owner=self.name)
         self.batches = 0
         self.last_result = None
 
@@ -97,24 +100,19 @@ class SearchAgent(PretrainedAgent):
     def observe(self, feedback) -> None:
         if self.compensated is None and getattr(self, "period", None) is None:
             return
-        if feedback.obs is None:
-            raise ValueError(f"{self.name} needs Feedback.obs to learn from its feedback")
-        x = model_inputs(feedback.obs)
-        slates = np.asarray(feedback.slates, np.int64)
-        clicks = np.asarray(feedback.clicks, np.float64)
-        if self.compensated is not None:
-            rows = np.arange(slates.shape[0])[:, None]
-            self.compensated.observe(x["user"], x["candidates"][rows, slates],
-                                     x["candidate_ids"][rows, slates], clicks)
-        if getattr(self, "period", None) is not None:
-            self._buffer.append({**x, "slates": slates, "clicks": clicks.astype(np.float32)})
+        for batch in self.feedback.add(feedback):  # written when its clicks are in
+            if self.compensated is not None:
+                slates = batch["slates"]
+                rows = np.arange(slates.shape[0])[:, None]
+                self.compensated.observe(batch["user"], batch["candidates"][rows, slates],
+                                         batch["candidate_ids"][rows, slates],
+                                         batch["clicks"].astype(np.float64))
 
     def on_period(self, step: int) -> None:
         """Refresh the evaluator on the buffered feedback; the generator stays frozen."""
-        if getattr(self, "period", None) is None or not self._buffer:
+        data = self.feedback.take() if getattr(self, "period", None) is not None else None
+        if data is None:
             return
-        data = {k: np.concatenate([b[k] for b in self._buffer]) for k in self._buffer[0]}
-        self._buffer.clear()
         ev.train_evaluator(self.evaluator, data, epochs=1, lr=self.refresh_lr,
                            seed=int(self.rng.integers(2**31)))
         self.evaluator.eval()
@@ -127,7 +125,7 @@ class SearchAgent(PretrainedAgent):
 
     def state_dict(self) -> dict:
         state = {**super().state_dict(), "batches": self.batches, "refreshes": self.refreshes,
-                 "buffer": [dict(b) for b in self._buffer]}
+                 "feedback": self.feedback.state_dict()}
         if self.compensated is not None:
             state["memory"] = self.compensated.state_dict()
         return state
@@ -136,7 +134,7 @@ class SearchAgent(PretrainedAgent):
         super().load_state_dict(state)
         self.batches = state["batches"]
         self.refreshes = state["refreshes"]
-        self._buffer = [dict(b) for b in state["buffer"]]
+        self.feedback.load_state_dict(state["feedback"])
         if self.compensated is not None:
             self.compensated.load_state_dict(state["memory"])
         if self._backend is not None:  # the actors may hold other weights

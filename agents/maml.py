@@ -31,6 +31,7 @@ from .. import generator as gen
 from ..adapt.meta import FAST, FastWeights, meta_train
 from ..envs.logs import generate_logs
 from .base import AgentContext
+from .labels import FeedbackBuffer
 from .pretrained import PretrainConfig, model_inputs, pretrain
 from .registry import register_agent
 from .static import PretrainedAgent
@@ -102,6 +103,7 @@ class MAMLAgent(PretrainedAgent):
         self.generator = meta_pretrain(context, self.pretrain_config, self.meta)
         self.fast = FastWeights(self.generator.config.hidden, self.meta.inner_steps,
                                 self.meta.inner_lr)
+        self.feedback = FeedbackBuffer(context.world.click_delay, keep=False, owner=self.name)
 
     @classmethod
     def prepare(cls, context: AgentContext, meta_config: dict | None = None,
@@ -118,18 +120,16 @@ class MAMLAgent(PretrainedAgent):
         return self.generator.decode(enc, h0, greedy=True, param_delta=delta)[0].numpy()
 
     def observe(self, feedback) -> None:
-        if feedback.obs is None:
-            raise ValueError("maml needs Feedback.obs (the served observation batch)")
         if not self.fast_adaptation:  # ablation: the meta-trained generator alone
             return
-        data = {**model_inputs(feedback.obs), "slates": np.asarray(feedback.slates, np.int64),
-                "clicks": np.asarray(feedback.clicks, np.float32),
-                "user_id": np.asarray(feedback.obs["user_id"])}
-        self.fast.adapt(self.generator, data)
+        for data in self.feedback.add(feedback):  # batches whose clicks are in
+            self.fast.adapt(self.generator, data)
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "fast": self.fast.state_dict()}
+        return {**super().state_dict(), "fast": self.fast.state_dict(),
+                "feedback": self.feedback.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.fast.load_state_dict(state["fast"])
+        self.feedback.load_state_dict(state["feedback"])
