@@ -11,7 +11,8 @@ Writes ``report.md`` and one ``reward_<scenario>.png`` per scenario into the run
   regret below it, the adaptation headroom below that when it can be measured; drift events
   are vertical lines (abrupt shifts and recall shifts drawn and labelled; catalog churn marked
   as ticks along the bottom, there are too many to draw).
-- **Recovery after each abrupt shift**, measured from the shift tick (see :func:`recovery`):
+- **Recovery after each abrupt shift**, measured from the shift tick (see
+  :func:`~.statistics.recovery`):
   "no drop" when there was nothing to recover from, else the requests until regret is back
   within 5% (relative) of the level just before the shift, or "not recovered".
 - **Adaptation headroom**: ``oracle - stale-oracle`` per window and after the first drift event,
@@ -28,7 +29,6 @@ config keys in which they differ (the full configs are listed at the end).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,17 +38,18 @@ from . import store
 from .cell import slug
 from .results import load_results
 from .runner import parse_events
+from .statistics import (
+    PRE_SHIFT_WINDOWS,
+    RECOVERY_TOLERANCE,
+    log_mean_ci,
+    mean_ci,
+    paired,
+    recovery,
+)
 
 BASELINE = "static"
 HEADROOM_HIGH = "oracle"  # greedy on the world's current truth
 HEADROOM_LOW = "stale-oracle"  # greedy on the truth frozen at the episode's start
-RECOVERY_TOLERANCE = 0.05
-PRE_SHIFT_WINDOWS = 3
-
-# two-sided 95% quantiles of Student's t, df = 1..30
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 METRICS = {  # column -> heading
     "reward_per_request": "reward/req",
@@ -59,38 +60,6 @@ METRICS = {  # column -> heading
 }
 
 
-def t975(df: int) -> float:
-    if df < 1:
-        return math.nan
-    if df <= len(_T975):
-        return _T975[df - 1]
-    return 1.96 + 2.37 / df  # Cornish-Fisher style tail correction; exact to 3 digits here
-
-
-def mean_ci(values) -> tuple[float, float, float, int]:
-    """Mean and 95% t-interval (lo, hi); the interval is NaN for fewer than 2 values."""
-    x = np.asarray(list(values), dtype=float)
-    x = x[np.isfinite(x)]
-    n = x.size
-    if n == 0:
-        return math.nan, math.nan, math.nan, 0
-    m = float(x.mean())
-    if n < 2:
-        return m, math.nan, math.nan, n
-    half = t975(n - 1) * float(x.std(ddof=1)) / math.sqrt(n)
-    return m, m - half, m + half, n
-
-
-def log_mean_ci(values) -> tuple[float, float, float, int]:
-    """Geometric mean and 95% interval of a positive quantity (latency), from a t-interval on
-    the log scale: the bounds stay positive and the skew of timing data is respected."""
-    x = np.asarray(list(values), dtype=float)
-    x = x[np.isfinite(x) & (x > 0)]
-    m, lo, hi, n = mean_ci(np.log(x))
-    return math.exp(m) if n else math.nan, math.exp(lo), math.exp(hi), n
-
-
-#: columns summarised on the log scale (positive and skewed)
 LOG_SCALE = ("act_p50_ms", "act_p99_ms")
 
 
@@ -166,49 +135,6 @@ def _events(df: pd.DataFrame) -> list[tuple[str, int]]:
 
 
 # ---------------------------------------------------------------------------------- recovery
-@dataclass(frozen=True)
-class Recovery:
-    """One cell's response to one abrupt shift.
-
-    ``status`` is ``"no baseline"`` (no complete window before the shift), ``"no drop"`` (the
-    first window wholly after the shift is already within the tolerance: nothing to recover
-    from), ``"recovered"`` (``requests`` from the shift tick to the end of the first window
-    back within it) or ``"not recovered"`` (not before the next shift or the end of the run).
-    """
-
-    status: str
-    baseline: float = math.nan  # request-weighted regret/request of the baseline windows
-    after: float = math.nan  # regret/request of the first window wholly after the shift
-    requests: float = math.nan  # requests from the shift tick to the recovery window's end
-
-
-def recovery(windows: pd.DataFrame, shift: int, next_shift: float = math.inf) -> Recovery:
-    """How one cell (its rows sorted by window) responds to the abrupt shift at ``shift``.
-
-    Measured from the shift *tick*: the window that contains the shift is mostly one side or
-    the other, so it belongs to neither. The baseline is the last
-    :data:`PRE_SHIFT_WINDOWS` windows that end at or before the shift (the level the agent had
-    just before it, not its level since the start); a window is back when its regret per request
-    is within :data:`RECOVERY_TOLERANCE` of the baseline, relative (a 5% rise means the same
-    thing whatever the agent's regret level is).
-    """
-    pre = windows[windows["tick_end"] <= shift].tail(PRE_SHIFT_WINDOWS)
-    if pre.empty:
-        return Recovery("no baseline")
-    base = float(np.average(pre["regret_per_request"], weights=pre["requests"]))
-    threshold = base + max(RECOVERY_TOLERANCE * abs(base), 1e-9)
-    post = windows[(windows["tick_start"] >= shift) & (windows["tick_start"] < next_shift)]
-    if post.empty:
-        return Recovery("no baseline", base)  # nothing wholly after the shift to compare
-    after = float(post["regret_per_request"].iloc[0])
-    if after <= threshold:
-        return Recovery("no drop", base, after)
-    hit = post[post["regret_per_request"] <= threshold]
-    if hit.empty:
-        return Recovery("not recovered", base, after)
-    return Recovery("recovered", base, after, float(hit["tick_end"].iloc[0] - shift))
-
-
 def recovery_table(df: pd.DataFrame, labels: list[str]) -> list[list[str]]:
     """Rows: scenario, shift tick, agent, regret before -> first window after, requests to
     recover (mean [95% interval] over the seeds that dropped and recovered), seed counts."""
@@ -259,12 +185,6 @@ def _after(cells: pd.DataFrame, tick: int | None) -> pd.Series:
     w = rows["requests"].astype(float)
     num = (rows["expected_reward"] * w).groupby(rows["seed"]).sum()
     return num / w.groupby(rows["seed"]).sum()
-
-
-def paired(a: pd.Series, b: pd.Series) -> pd.Series:
-    """``a - b`` on the keys (seeds) both hold: paired, never matched by position."""
-    keys = a.index.intersection(b.index)
-    return a.loc[keys] - b.loc[keys]
 
 
 def headroom_by_window(sdf: pd.DataFrame, labels: list[str]) -> pd.DataFrame | None:

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .report import mean_ci
 from .runner import parse_events
+from .statistics import mean_ci, paired
 
 REPRODUCED, NOT_REPRODUCED, REVERSED = "reproduced", "not reproduced", "reversed"
 TRUTH = "expected_reward"  # the runner's true expected reward of the served slates
@@ -120,8 +120,7 @@ def paired_difference(treatment: pd.Series, control: pd.Series) -> dict:
 
     Both series are indexed by seed; unpaired seeds are dropped (pairing is what cancels the
     common random numbers)."""
-    seeds = treatment.index.intersection(control.index)
-    diff = (treatment.loc[seeds] - control.loc[seeds]).astype(float)
+    diff = paired(treatment, control).astype(float)
     m, lo, hi, n = mean_ci(diff.to_numpy())
     return {"mean": m, "lo": lo, "hi": hi, "n": n, "diffs": diff}
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .report import mean_ci
 from .runner import parse_events
+from .statistics import mean_ci
 from .study import GRIDS, PROBES, failures, load_study
 from .study_claims import (
     TRUTH,

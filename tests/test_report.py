@@ -10,8 +10,9 @@ import pytest
 
 from driftrank.experiments import store
 from driftrank.experiments.grid import GridSpec, run_grid
-from driftrank.experiments.report import mean_ci, recovery, write_report
+from driftrank.experiments.report import write_report
 from driftrank.experiments.results import load_results
+from driftrank.experiments.statistics import mean_ci, recovery
 
 WORLD = {"n_users": 300, "n_items": 200}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -223,7 +224,7 @@ def test_summary_means_are_weighted_by_requests(tmp_path):
 
 
 def test_latency_interval_respects_a_positive_quantity():
-    from driftrank.experiments.report import log_mean_ci
+    from driftrank.experiments.statistics import log_mean_ci
 
     m, lo, hi, n = log_mean_ci([1.0, 1.0, 10.0])
     assert n == 3 and m == pytest.approx(10 ** (1 / 3))  # geometric mean
@@ -281,7 +282,7 @@ def _student_t_cdf(t: float, df: int) -> float:
 
 
 def test_t_quantiles_are_the_975_quantiles_of_student_t():
-    from driftrank.experiments.report import t975
+    from driftrank.experiments.statistics import t975
 
     for df in range(1, 31):  # the table: 3 decimals
         assert _student_t_cdf(t975(df), df) == pytest.approx(0.975, abs=5e-5), df
