@@ -3,10 +3,11 @@
 The question driftrank exists for — does adapting at serving time pay, compared with
 retraining? — on the two drifts that features do not reveal: ``taste-shift`` (users switch
 taste; their behaviour profiles lag) and ``quality-drift`` (hidden item quality moves; counters
-lag). The adaptive agents (retraining, DRN, LAST, ReLoop2 and the flagship) run beside the
+lag). The adaptive agents (retraining, DRN, LAST and the flagship LAST + ReLoop2; each part
+of the flagship and the other agents are in ``driftrank study``) run beside the
 frozen ranker (``static``) and the two oracles whose difference is the adaptation headroom:
 ``oracle`` knows the world now, ``stale-oracle`` knows it as it was at the start. Three seeds,
-12,000 requests per cell with the drift at request 6,000, sized for a few minutes on a 2-core
+10,000 requests per cell with the drift at request 5,000, sized for a few minutes on a 2-core
 laptop; cells run as Ray tasks (the same code runs on a cluster with ``driftrank grid
 --address``). Pretrained models are built once per world config before the cells start;
 finished cells are kept, so re-running resumes. Prints the summary, the headroom (with each
@@ -31,16 +32,15 @@ DEMO_GRID = dict(
         {"name": "incremental", "config": {**MODEL, "period": 2000}},
         {"name": "drn", "config": {"period": 1000, "warm_start_requests": 5000}},
         {"name": "last", "config": MODEL},
-        {"name": "reloop2", "config": MODEL},
         {"name": "last+reloop2", "config": MODEL},
     ],
     seeds=[0, 1, 2],
-    requests=12_000,
+    requests=10_000,
     batch=200,
     window=1_000,
     world={"n_users": 5_000, "max_steps": 100_000},
-    scenario_world={"taste-shift": {"abrupt_times": [6_000]},
-                    "quality-drift": {"quality_shock_times": [6_000]}},
+    scenario_world={"taste-shift": {"abrupt_times": [5_000]},
+                    "quality-drift": {"quality_shock_times": [5_000]}},
 )
 
 
