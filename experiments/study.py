@@ -81,22 +81,23 @@ STUDY: dict = {
         "film": {"name": "film", "config": {**MODEL, "period": PERIOD}},
         "maml": {"name": "maml", "config": MODEL},
     },
-    "blocks": [
+    "blocks": [  # run in this order (the cheap controls before the costly retrainers)
         {"name": "core", "variant": "history",
          "scenarios": ["taste-shift", "quality-drift", "cold-churn", "delayed-feedback"],
          "agents": ["oracle", "stale-oracle", "static", "incremental", "last", "best-of-n",
                     "reloop2", "last+reloop2"]},
+        {"name": "control", "variant": "taste", "scenarios": ["taste-shift"],
+         "agents": ["oracle", "stale-oracle", "static", "last+reloop2"]},
+        {"name": "drn", "variant": "history", "scenarios": ["cold-churn"],
+         "agents": ["drn", "drn-no-explore", "drn-click-only"]},
         {"name": "retrain", "variant": "history", "scenarios": ["taste-shift", "quality-drift"],
          "agents": ["reloop"]},
         {"name": "refresh", "variant": "history",
          "scenarios": ["taste-shift", "quality-drift", "delayed-feedback"],
          "agents": ["last-refresh"]},
-        {"name": "drn", "variant": "history", "scenarios": ["cold-churn"],
-         "agents": ["drn", "drn-no-explore", "drn-click-only"]},
-        {"name": "model-adaptation", "variant": "history",
-         "scenarios": ["taste-shift", "cold-churn"], "agents": ["adapter", "film", "maml"]},
-        {"name": "control", "variant": "taste", "scenarios": ["taste-shift"],
-         "agents": ["oracle", "stale-oracle", "static", "last+reloop2"]},
+        # cold users and new items: what MAML is for, and where patches must adapt fastest
+        {"name": "model-adaptation", "variant": "history", "scenarios": ["cold-churn"],
+         "agents": ["adapter", "film", "maml"]},
     ],
     "probes": {
         # evaluator-level: base vs error-compensated vs incrementally retrained evaluator
