@@ -325,3 +325,19 @@ def test_non_strict_serving_counts_the_empty_slots():
     assert (clean["empty_slots_per_request"] == 0).all()
     assert cell(strict=False).cell_id != cell().cell_id
     assert "strict" not in cell().to_dict()  # ids of strict cells did not change
+
+
+def test_timing_columns_read_the_clock_around_act_and_the_step(monkeypatch):
+    """With a clock that advances 1 ms per reading, act() takes 1 ms (two readings around it)
+    and a step 3 ms (its first reading to its last): the columns are milliseconds per call and
+    requests per second of the window."""
+    import types
+
+    from driftrank.experiments import runner
+
+    clock = iter(np.arange(1_000_000) * 1e-3)
+    monkeypatch.setattr(runner, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    df = run_cell(cell())
+    np.testing.assert_allclose(df["act_p50_ms"], 1.0)
+    np.testing.assert_allclose(df["act_p99_ms"], 1.0)
+    np.testing.assert_allclose(df["requests_per_s"], 500 / (5 * 3e-3))
