@@ -48,6 +48,10 @@ def test_context_factor_by_hand():
     assert f[0, 0] == pytest.approx(1.0)
     assert f[0, 2] == pytest.approx(0.5)
     assert f[0, 4] == pytest.approx(1.0)  # only neighbour is empty -> counts as contrast
+    # an empty slot (topic -1) gets no click, however attractive, and repeats no topic
+    p = cm.slate_click_probs(np.ones((1, 5)), np.ones((1, 5)), np.array([[-1, -1, 4, 4, 5]]),
+                             0.5, 0.0)
+    assert p[0].tolist() == [0.0, 0.0, 1.0, 0.5, 1.0]
 
 
 def test_greedy_on_truth_beats_random_by_a_wide_margin():
@@ -137,3 +141,28 @@ def test_greedy_shortlist_loses_almost_nothing_against_the_full_search():
                                shortlist=50)
     short = world.reference_slates()
     assert world.expected_reward(short).mean() > 0.999 * world.expected_reward(full).mean()
+
+
+def test_greedy_reference_slots_by_hand():
+    """Slot by slot: the repeat penalty multiplies the value of a topic already shown (once per
+    earlier slot with it), and the contrast term (1 - contrast / 2) only hits a candidate of the
+    same topic as the slot just above."""
+    value = np.array([[1.0, 0.9, 0.4]])
+    topics = np.array([[0, 0, 1]])
+    # penalty 0.5: item 1 is worth 0.9 * 0.5 = 0.45 after item 0, still more than item 2 (0.4)
+    assert cm.greedy_reference(value, topics, 2, 0.5, 0.0).tolist() == [[0, 1]]
+    # penalty 0.4: 0.36 < 0.4, so the other topic comes second
+    assert cm.greedy_reference(value, topics, 2, 0.4, 0.0).tolist() == [[0, 2]]
+    # no repeat penalty, contrast 0.5: the same topic below scores 0.9 * 0.75 = 0.675 < 0.7
+    value = np.array([[1.0, 0.9, 0.7]])
+    assert cm.greedy_reference(value, topics, 2, 1.0, 0.5).tolist() == [[0, 2]]
+    # contrast 0.4 (factor 0.8): 0.9 * 0.8 = 0.72 > 0.7, so value wins again
+    assert cm.greedy_reference(value, topics, 2, 1.0, 0.4).tolist() == [[0, 1]]
+
+
+def test_greedy_reference_with_a_full_repeat_penalty_never_repeats_an_item():
+    """repeat_penalty=0 is a valid world (a repeated topic earns nothing): the chosen item's
+    -inf must not become NaN and be chosen again."""
+    value = np.array([[1.0, 0.9, 0.4]])
+    topics = np.array([[0, 0, 1]])
+    assert cm.greedy_reference(value, topics, 3, 0.0, 0.0).tolist() == [[0, 2, 1]]

@@ -80,25 +80,33 @@ def test_same_cell_same_frame_except_timing():
 
 
 def test_metrics_match_a_hand_loop():
-    """reward, CTR, conversions and regret are what their definitions say."""
+    """Every window's reward, CTR, conversions, truth, regret, return gap and population are
+    what their definitions say (each window starts from zero: nothing carries over)."""
     spec = cell(seed=2)
     df = run_cell(spec)
     env = VectorRerankEnv(100, "stationary", **WORLD, max_steps=RUN_MAX_STEPS)
     obs, _ = env.reset(seed=2)
     agent = make_agent("random", AgentContext(world=env.config, seed=2))
-    sums = np.zeros(5)
-    for _ in range(5):  # the first window: 5 steps of 100
-        slates = agent.act(obs)
-        obs, reward, _, _, info = env.step(slates)
-        t = info["truth"]
-        sums += [reward.sum(), info["clicks"].sum(), len(info["conversions"]),
-                 t["expected_reward"].sum(), t["reference_reward"].sum()]
-    first = df.iloc[0]
-    assert first["reward_per_request"] == pytest.approx(sums[0] / 500)
-    assert first["ctr"] == pytest.approx(sums[1] / (10 * 500))
-    assert first["conversions_per_request"] == pytest.approx(sums[2] / 500)
-    assert first["expected_reward"] == pytest.approx(sums[3] / 500)
-    assert first["regret_per_request"] == pytest.approx((sums[4] - sums[3]) / 500)
+    for w in range(4):  # four windows of 5 steps of 100
+        sums, gaps = np.zeros(5), []
+        for _ in range(5):
+            slates = agent.act(obs)
+            obs, reward, _, _, info = env.step(slates)
+            t = info["truth"]
+            sums += [reward.sum(), info["clicks"].sum(), len(info["conversions"]),
+                     t["expected_reward"].sum(), t["reference_reward"].sum()]
+            gaps.extend(g for g in np.asarray(info["return_gap"]).tolist() if g >= 0)
+        row = df.iloc[w]
+        assert row["reward_per_request"] == pytest.approx(sums[0] / 500)
+        assert row["ctr"] == pytest.approx(sums[1] / (10 * 500))
+        assert row["conversions_per_request"] == pytest.approx(sums[2] / 500)
+        assert row["expected_reward"] == pytest.approx(sums[3] / 500)
+        assert row["reference_reward"] == pytest.approx(sums[4] / 500)
+        assert row["regret_per_request"] == pytest.approx((sums[4] - sums[3]) / 500)
+        assert row["return_gap"] == pytest.approx(np.mean(gaps) if gaps else np.nan,
+                                                  nan_ok=True)
+        assert row["active_users"] == int(info["active_users"])
+    agent.close()
 
 
 def test_late_clicks_reach_the_agent_and_ctr_counts_clicks_made():
@@ -317,3 +325,19 @@ def test_non_strict_serving_counts_the_empty_slots():
     assert (clean["empty_slots_per_request"] == 0).all()
     assert cell(strict=False).cell_id != cell().cell_id
     assert "strict" not in cell().to_dict()  # ids of strict cells did not change
+
+
+def test_timing_columns_read_the_clock_around_act_and_the_step(monkeypatch):
+    """With a clock that advances 1 ms per reading, act() takes 1 ms (two readings around it)
+    and a step 3 ms (its first reading to its last): the columns are milliseconds per call and
+    requests per second of the window."""
+    import types
+
+    from driftrank.experiments import runner
+
+    clock = iter(np.arange(1_000_000) * 1e-3)
+    monkeypatch.setattr(runner, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    df = run_cell(cell())
+    np.testing.assert_allclose(df["act_p50_ms"], 1.0)
+    np.testing.assert_allclose(df["act_p99_ms"], 1.0)
+    np.testing.assert_allclose(df["requests_per_s"], 500 / (5 * 3e-3))
