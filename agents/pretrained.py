@@ -112,9 +112,11 @@ def cache_key(world: WorldConfig, seed: int, config: PretrainConfig) -> str:
     w = world.without_events().to_dict()
     for volatile in ("max_steps", "scenario"):
         w.pop(volatile, None)
-    payload = json.dumps({"world": w, "seed": int(seed), "train": dataclasses.asdict(config),
-                          "version": FORMAT_VERSION, "torch": torch.__version__.split("+")[0]},
-                         sort_keys=True)
+    key = {"world": w, "seed": int(seed), "train": dataclasses.asdict(config),
+           "version": FORMAT_VERSION, "torch": torch.__version__.split("+")[0]}
+    if world.click_delay > 0:  # logs join late click reports since then; older entries are stale
+        key["logs"] = "late-clicks-joined"
+    payload = json.dumps(key, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

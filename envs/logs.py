@@ -109,9 +109,9 @@ def generate_logs(
     world = World(config, batch_size, seed, stream_salt=LOG_STREAM_SALT)
     policy_rng = np.random.default_rng([seed, LOG_STREAM_SALT, 1])
     parts: dict[str, list[np.ndarray]] = {k: [] for k in (
-        "user", "context", "candidates", "candidate_ids", "slates", "clicks",
+        "user", "context", "candidates", "candidate_ids", "slates",
         "user_id", "request_id")}
-    conv_events = []
+    conv_events, click_events = [], []
     steps = -(-n_requests // batch_size)
     for _ in range(steps):
         obs = world.observation()
@@ -121,17 +121,34 @@ def generate_logs(
         for key in ("user", "context", "candidates", "candidate_ids", "user_id"):
             parts[key].append(obs[key])
         parts["slates"].append(slates)
-        parts["clicks"].append(out["clicks"])
         parts["request_id"].append(out["request_id"])
         conv_events.append(out["conversions"])
+        click_events.append(out["click_reports"])
         if on_batch is not None:  # progress reporting (a bar's update)
             on_batch()
     # conversions still pending at the end have happened but not been reported: logs only
     # contain what was reported by the end of the logging window, as in production
     requests = {k: np.concatenate(v)[:n_requests] for k, v in parts.items()}
+    # clicks, like conversions, are what was reported by the end of the window (with a click
+    # delay the step's own ``clicks`` are zeros: the labels arrive later and are joined here)
+    requests["clicks"] = _reported_clicks(requests["request_id"], click_events,
+                                          config.slate_size)
     requests["conversions"], delays = _conversion_matrix(requests, conv_events, config.slate_size)
     shown = _shown_frame(requests, delays)
     return LoggedData(shown=shown, requests=requests, config=config)
+
+
+def _reported_clicks(request_id: np.ndarray, reports: list, k: int) -> np.ndarray:
+    """(R, K) 0/1 clicks of the logged requests from the click reports of the window."""
+    clicks = np.zeros((request_id.size, k), np.float32)
+    if not reports:
+        return clicks
+    rid = np.concatenate([r.request_id for r in reports])
+    pos = np.concatenate([r.position for r in reports])
+    at = np.minimum(np.searchsorted(request_id, rid), request_id.size - 1)
+    hit = request_id[at] == rid  # reports of warm-up traffic or past the window: not logged
+    clicks[at[hit], pos[hit]] = 1.0
+    return clicks
 
 
 def _conversion_matrix(requests, conv_events, k):

@@ -86,3 +86,17 @@ def test_same_seed_same_logs():
     a = generate_logs("stationary", n_requests=300, seed=1, n_users=200, n_items=150)
     b = generate_logs("stationary", n_requests=300, seed=1, n_users=200, n_items=150)
     assert a.shown.drop(columns="slate").equals(b.shown.drop(columns="slate"))
+
+
+def test_logs_hold_the_clicks_made_even_when_they_are_reported_late():
+    """With a click delay the logs join the late reports: the same clicks as without a delay,
+    except the requests whose clicks had not been reported when the window closed."""
+    from driftrank.envs.logs import generate_logs
+
+    now = generate_logs("stationary", n_requests=3000, seed=2, n_users=300, n_items=200)
+    late = generate_logs("stationary", n_requests=3000, seed=2, n_users=300, n_items=200,
+                         click_delay=400)
+    a, b = now.requests["clicks"], late.requests["clicks"]
+    assert a.sum() > 0
+    np.testing.assert_array_equal(b[:2000], a[:2000])  # all reported by the end
+    assert b[2600:].sum() == 0  # the last 400 ticks' clicks were still on their way
