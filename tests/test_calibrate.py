@@ -30,7 +30,11 @@ LOG_REQUESTS = 20_000
 
 @pytest.fixture(scope="module")
 def known():
-    """A known world, a log of impressions recorded from it, and the world fitted to the log."""
+    """A known world and a log of impressions recorded from it.
+
+    World v2 defaults are a fair match for a fitted world: the logging ranker reads no
+    features (so behaviour-derived profiles do not matter), returns do not depend on
+    satisfaction, and nobody leaves or joins; both worlds warm up alike."""
     config = make_config("stationary", **SIZES)
     log = synthetic_log(config, requests=LOG_REQUESTS, batch=200, seed=1)
     return config, log
@@ -59,14 +63,17 @@ def test_round_trip_popularity_activity_and_ctr(known, fitted):
     config, log = known
     result, path = fitted
     item_ids, user_ids = result.extras["item_ids"], result.extras["user_ids"]
-    calibrated = make_config("stationary", calibration=str(path), **TUNE)
+    # another world seed than the log's world: with the same seed and sizes the calibrated world
+    # would share the known world's hidden draws that the file does not replace (users'
+    # position-bias sensitivity, the recall order), a help no real log gives
+    calibrated = make_config("stationary", calibration=str(path), world_seed=7, **TUNE)
     assert (calibrated.n_items, calibrated.n_users) == (item_ids.size, user_ids.size)
 
     # item popularity: the same popularity ranker, served in both worlds on a fresh seed
     popularity = np.zeros(config.n_items)
     popularity[item_ids] = result.extras["log_item_clicks"]
-    in_known = popularity_run(config, popularity, 8192, 256, seed=11)
-    in_fitted = popularity_run(calibrated, result.extras["log_item_clicks"], 8192, 256, seed=11)
+    in_known = popularity_run(config, popularity, 16384, 256, seed=11)
+    in_fitted = popularity_run(calibrated, result.extras["log_item_clicks"], 16384, 256, seed=11)
     rho_items = spearmanr(in_known.item_clicks[item_ids], in_fitted.item_clicks)[0]
     assert rho_items > 0.75, rho_items
 
