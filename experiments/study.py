@@ -366,35 +366,50 @@ def run_study(out: str | Path = f"runs/study-v{STUDY_VERSION}", *, config: dict 
         store.write_json(out / STUDY_FILE, new)  # also before running: --report-only works
         return new
 
-    save(state.get("probes", {}), state.get("models", {}))
     timings: dict[str, float] = {}
+    # This invocation is recorded before any work and updated after each block, so an
+    # interrupted run's wall time still counts in the report (it is marked unfinished).
+    run = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "wall_s": 0.0,
+           "launcher": launcher, "address": address, "parts_s": timings, "failed_cells": 0,
+           "finished": False}
+    runs.append(run)
+    save(state.get("probes", {}), state.get("models", {}))
     failed = 0
-    for block in blocks:
-        if block.spec is None:
-            log(f"study: block {block.name!r} skipped (missing here: "
-                f"{'; '.join(block.missing) or 'nothing to run'})")
-            continue
-        n = len(block.spec.cells())
-        log(f"study: block {block.name!r} ({block.variant}): {n} cells -> "
-            f"{out / GRIDS / block.name} ({launcher})")
+    try:
+        for block in blocks:
+            if block.spec is None:
+                log(f"study: block {block.name!r} skipped (missing here: "
+                    f"{'; '.join(block.missing) or 'nothing to run'})")
+                continue
+            n = len(block.spec.cells())
+            log(f"study: block {block.name!r} ({block.variant}): {n} cells -> "
+                f"{out / GRIDS / block.name} ({launcher})")
+            t0 = time.perf_counter()
+            try:
+                summary = run_grid(block.spec, out / GRIDS / block.name, launcher=launcher,
+                                   address=address, retries=retries, progress=progress,
+                                   cache_dir=cache_dir,
+                                   num_cpus=workers if launcher == "ray" else None)
+            except GridError as exc:  # every cell of this block failed: say so, go on
+                summary = exc.summary
+            timings[f"grid:{block.name}"] = time.perf_counter() - t0
+            failed += len(summary.failed)
+            run.update(wall_s=time.perf_counter() - start, failed_cells=failed)
+            save(state.get("probes", {}), state.get("models", {}))
+            log(f"  {summary}")
         t0 = time.perf_counter()
-        try:
-            summary = run_grid(block.spec, out / GRIDS / block.name, launcher=launcher,
-                               address=address, retries=retries, progress=progress,
-                               cache_dir=cache_dir,
-                               num_cpus=workers if launcher == "ray" else None)
-        except GridError as exc:  # every cell of this block failed: say so, go on
-            summary = exc.summary
-        timings[f"grid:{block.name}"] = time.perf_counter() - t0
-        failed += len(summary.failed)
-        log(f"  {summary}")
-    t0 = time.perf_counter()
-    probe_state = run_probes(config, out / PROBES, cache_dir=cache_dir, progress=progress,
-                             log=log, launcher=launcher, address=address, workers=workers)
-    timings["probes"] = time.perf_counter() - t0
-    runs.append({"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                 "wall_s": time.perf_counter() - start, "launcher": launcher,
-                 "address": address, "parts_s": timings, "failed_cells": failed})
+        probe_state = run_probes(config, out / PROBES, cache_dir=cache_dir, progress=progress,
+                                 log=log, launcher=launcher, address=address, workers=workers)
+        timings["probes"] = time.perf_counter() - t0
+        # probes finished by an earlier invocation keep the seconds it measured
+        earlier = state.get("probes", {}).get("seconds", {})
+        probe_state["seconds"] = {f: s for f, s in {**earlier, **probe_state["seconds"]}.items()
+                                  if f in probe_state["files"]}
+    except BaseException:  # interrupted (Ctrl-C included): keep the time it ran
+        run.update(wall_s=time.perf_counter() - start, failed_cells=failed)
+        save(state.get("probes", {}), state.get("models", {}))
+        raise
+    run.update(wall_s=time.perf_counter() - start, failed_cells=failed, finished=True)
     return save(probe_state, model_metrics(blocks, cache_dir))
 
 

@@ -275,8 +275,11 @@ def timing_text(data: StudyData, state: dict) -> list[str]:
     wall = sum(r["wall_s"] for r in runs)
     cells = cell_seconds(data.grid)
     probe_s = sum(state.get("probes", {}).get("seconds", {}).values())
+    cut = sum(1 for r in runs if not r.get("finished", True))
+    interrupted = f", {cut} of them interrupted (counted up to their last finished block)" \
+        if cut else ""
     lines = [f"- Wall time of `driftrank study` on this machine: {wall / 60:.1f} min over "
-             f"{len(runs)} invocation(s) (launchers: "
+             f"{len(runs)} invocation(s){interrupted} (launchers: "
              f"{', '.join(sorted({r['launcher'] for r in runs})) or '-'}); the cells took "
              f"{cells.sum() / 60:.1f} CPU-minutes in all ({len(cells)} cells, median "
              f"{cells.median() if len(cells) else math.nan:.1f} s, longest "

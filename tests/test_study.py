@@ -18,7 +18,12 @@ from driftrank.experiments.study_claims import (
     paired_difference,
 )
 from driftrank.experiments.study_probe import load_probes
-from driftrank.experiments.study_report import event_response, makespan, write_study
+from driftrank.experiments.study_report import (
+    event_response,
+    makespan,
+    timing_text,
+    write_study,
+)
 
 SEEDS = [0, 1, 2, 3, 4]
 EVENT = 200
@@ -228,6 +233,14 @@ def test_study_end_to_end_fills_rows_from_data_and_resumes(tmp_path, monkeypatch
     again = st.run_study(out, config=config, progress=False, cache_dir=cache,
                          log=lambda m: None)
     assert len(again["runs"]) == 2 and again["runs"][-1]["failed_cells"] == 0
+    assert all(r["finished"] for r in again["runs"])
+    # the probes ran in the first invocation: their measured seconds survive the resume
+    assert state["probes"]["seconds"] and again["probes"]["seconds"] == state["probes"]["seconds"]
+    timing = timing_text(data, again)
+    probe_min = sum(state["probes"]["seconds"].values()) / 60
+    assert f"the probes {probe_min:.1f} min" in timing[0]
+    wall = sum(r["wall_s"] for r in again["runs"]) / 60
+    assert f"{wall:.1f} min over 2 invocation(s) (launchers" in timing[0]
 
     # the CLI writes the same document from the stored results
     from driftrank.experiments.cli import main
@@ -241,6 +254,25 @@ def test_study_end_to_end_fills_rows_from_data_and_resumes(tmp_path, monkeypatch
     with pytest.raises(ValueError, match="different settings"):
         st.run_study(out, config={**config, "seeds": [0, 1, 2]}, progress=False,
                      cache_dir=cache, log=lambda m: None)
+
+
+def test_an_interrupted_study_keeps_its_wall_time(tmp_path, monkeypatch):
+    """A study stopped mid-way still counts the time it ran, marked as interrupted."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(st, "run_grid", interrupted)
+    out = tmp_path / "study"
+    with pytest.raises(KeyboardInterrupt):
+        st.run_study(out, config=_tiny_config(), progress=False, cache_dir=tmp_path / "cache",
+                     log=lambda m: None)
+    state = st._read_state(out)
+    (run,) = state["runs"]
+    assert run["finished"] is False and run["wall_s"] > 0
+    empty = StudyData(grid=pd.DataFrame(), evaluator=pd.DataFrame(), search=pd.DataFrame(),
+                      roles={}, columns={})
+    assert "1 of them interrupted" in timing_text(empty, state)[0]
 
 
 def test_study_on_ray_matches_serial(tmp_path, ray_session):
