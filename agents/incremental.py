@@ -17,18 +17,15 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
-
 from .. import evaluator as ev
 from .. import generator as gen
 from .base import AgentContext
-from .labels import FeedbackBuffer
 from .registry import register_agent
-from .static import PretrainedAgent
+from .retraining import RetrainingAgent
 
 
 @register_agent("incremental", "retrains evaluator + generator on fresh feedback every period")
-class IncrementalAgent(PretrainedAgent):
+class IncrementalAgent(RetrainingAgent):
     name = "incremental"
     config_ranges = {"period": ">= 1", "evaluator_lr": "> 0", "generator_lr": "> 0",
                      "pg_steps": ">= 0", "reloop_alpha": "[0, 1]"}
@@ -44,31 +41,14 @@ class IncrementalAgent(PretrainedAgent):
         reloop_alpha: float = 0.0,
         pretrain_config: dict | None = None,
     ):
-        super().__init__(context, pretrain_config)
-        if period < 1:
-            raise ValueError(f"period={period} must be >= 1 request")
         if not 0.0 <= reloop_alpha <= 1.0:
             raise ValueError(f"reloop_alpha={reloop_alpha} must lie in [0, 1]")
-        self.period = int(period)
-        self.evaluator_lr = evaluator_lr
-        self.generator_lr = generator_lr
-        self.imitation = imitation
-        self.pg_steps = pg_steps
         self.reloop_alpha = reloop_alpha
-        self.updates = 0
-        self.feedback = FeedbackBuffer(context.world.click_delay, owner=self.name)
+        super().__init__(context, period=period, evaluator_lr=evaluator_lr,
+                         generator_lr=generator_lr, imitation=imitation, pg_steps=pg_steps,
+                         pretrain_config=pretrain_config)
 
-    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        return self.greedy(obs).astype(np.int64)
-
-    def observe(self, feedback) -> None:
-        self.feedback.add(feedback)  # learned from once its clicks are in (see labels.py)
-
-    def on_period(self, requests: int) -> None:
-        data = self.feedback.take()
-        if data is None:
-            return
-        seed = int(self.rng.integers(2**31))
+    def update(self, data: dict, seed: int) -> None:
         previous = copy.deepcopy(self.evaluator).eval() if self.reloop_alpha > 0 else None
         self.evaluator.train()
         ev.train_evaluator(self.evaluator, data, epochs=1, lr=self.evaluator_lr, seed=seed,
@@ -81,16 +61,6 @@ class IncrementalAgent(PretrainedAgent):
             gen.train_policy_gradient(self.generator, self.evaluator, data, steps=self.pg_steps,
                                       lr=self.generator_lr, seed=seed)
         self.generator.eval()
-        self.updates += 1
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "updates": self.updates,
-                "feedback": self.feedback.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.updates = state["updates"]
-        self.feedback.load_state_dict(state["feedback"])
 
 
 @register_agent("reloop", "incremental + ReLoop self-correction loss against the last version")

@@ -32,6 +32,7 @@ import pandas as pd
 
 from .statistics import mean_ci, paired
 from .study import PRETRAIN, STUDY
+from .study_probe import static_slates
 from .threads import set_torch_threads
 
 __all__ = ["LAMS", "lambda_sweep", "select_and_test", "main"]
@@ -51,7 +52,7 @@ def lambda_sweep(scenario: str, seed: int, *, lams=LAMS, world: dict | None = No
 
     from ..adapt.compensated import CompensatedEvaluator
     from ..agents.last import DEFAULT_MEMORY
-    from ..agents.pretrained import PretrainConfig, model_inputs, pretrain
+    from ..agents.pretrained import PretrainConfig, pretrain
     from ..envs import VectorRerankEnv, make_config
     from ..evaluator.metrics import auc, log_loss
     from .runner import RUN_MAX_STEPS
@@ -70,13 +71,8 @@ def lambda_sweep(scenario: str, seed: int, *, lams=LAMS, world: dict | None = No
     rows, acc = [], {lam: ([], []) for lam in lams}
     slot_start = 0
     for step in range(requests // batch):
-        x = model_inputs(obs)
+        _, slates, (user, items, ids) = static_slates(models.generator, obs)
         with torch.inference_mode():
-            slates = models.generator.greedy(x["user"], x["candidates"],
-                                             x["candidate_ids"]).numpy().astype(np.int64)
-            r = np.arange(slates.shape[0])[:, None]
-            user, items = x["user"], x["candidates"][r, slates]
-            ids = x["candidate_ids"][r, slates]
             base, hidden = evaluator.predict(user, items, ids)
         base = base.numpy().astype(np.float64).reshape(-1)
         keys = judge.keys(hidden, ids)

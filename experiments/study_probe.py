@@ -59,17 +59,32 @@ def _events_in(events: list[dict], lo: int, hi: int) -> str:
     return ";".join(f"{e['kind']}@{int(e['tick'])}" for e in events if lo <= int(e["tick"]) < hi)
 
 
+def static_slates(generator, obs):
+    """The static policy on one batch: ``(inputs, slates, (user, served items, served ids))``,
+    the model inputs of ``obs``, the generator's greedy slates (int64) and what a judge reads
+    of them."""
+    import torch
+
+    from ..agents.pretrained import model_inputs
+
+    x = model_inputs(obs)
+    with torch.inference_mode():
+        slates = generator.greedy(x["user"], x["candidates"],
+                                  x["candidate_ids"]).numpy().astype(np.int64)
+    r = np.arange(slates.shape[0])[:, None]
+    return x, slates, (x["user"], x["candidates"][r, slates], x["candidate_ids"][r, slates])
+
+
 def evaluator_probe(scenario: str, seed: int, *, world: dict | None = None,
                     requests: int = 12_000, batch: int = 200, window: int = 1_000,
                     period: int = 2_000, pretrain_config: dict | None = None,
                     memory: dict | None = None, cache_dir=".driftrank_cache",
                     variant: str = "history") -> pd.DataFrame:
     """Per-slot log-loss and AUC of the four judges (:data:`JUDGES`); see the module doc."""
-    import torch
 
     from .. import evaluator as ev
     from ..adapt.compensated import CompensatedEvaluator
-    from ..agents.pretrained import PretrainConfig, model_inputs, pretrain
+    from ..agents.pretrained import PretrainConfig, pretrain
 
     set_torch_threads(1)  # a probe is a unit of work like a cell
     world = dict(world or {})
@@ -88,12 +103,7 @@ def evaluator_probe(scenario: str, seed: int, *, world: dict | None = None,
     slot_start = int(env.world.tick)
     done = 0
     for step in range(requests // batch):
-        x = model_inputs(obs)
-        with torch.inference_mode():
-            slates = models.generator.greedy(x["user"], x["candidates"],
-                                              x["candidate_ids"]).numpy().astype(np.int64)
-        r = np.arange(slates.shape[0])[:, None]
-        user, items, ids = x["user"], x["candidates"][r, slates], x["candidate_ids"][r, slates]
+        x, slates, (user, items, ids) = static_slates(models.generator, obs)
         comp_base, p_base = judges["memory"].predict(user, items, ids)
         comp_inc, p_inc = judges["incremental+memory"].predict(user, items, ids)
         preds = {"base": p_base, "memory": comp_base, "incremental": p_inc,
