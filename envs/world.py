@@ -36,6 +36,7 @@ import math
 import numpy as np
 
 from . import click_model as cm
+from . import kernels
 from .behaviour import BEHAVIOUR_EPSILON, BEHAVIOUR_NOISE, behaviour_slates
 from .calibration import install as install_calibration
 from .calibration import load_calibration
@@ -74,23 +75,43 @@ def _coprimes(m: int) -> np.ndarray:
     return s[np.gcd(s, m) == 1]
 
 
+_REPEAT_FACTORS: dict[tuple[float, int], np.ndarray] = {}
+
+
+def _repeat_factors(repeat_penalty: float, k: int) -> np.ndarray:
+    """repeat_penalty ** r for r = 0..K as numpy computes it in ``click_model.context_factor``
+    (float32 power), cached."""
+    table = _REPEAT_FACTORS.get((repeat_penalty, k))
+    if table is None:
+        table = _REPEAT_FACTORS[(repeat_penalty, k)] = np.power(
+            np.float32(repeat_penalty), np.arange(k + 1), dtype=np.float32)
+    return table
+
+
 class RequestTruth:
     """The true click model of one batch of requests (immutable once drawn)."""
 
-    __slots__ = ("topics", "attraction", "pconv", "sensitivity", "config", "logit")
+    __slots__ = ("topics", "attraction", "pconv", "sensitivity", "config", "logit", "_exam")
 
-    def __init__(self, config, topics, attraction, pconv, sensitivity, logit):
+    def __init__(self, config, topics, attraction, pconv, sensitivity, logit, exam=None):
         self.config, self.topics, self.attraction = config, topics, attraction
         self.pconv, self.sensitivity, self.logit = pconv, sensitivity, logit
+        self._exam = exam
 
     def slate_truth(self, slates: np.ndarray, shown: np.ndarray):
         c = self.config
-        topics = np.where(shown, cm.gather_rows(self.topics, slates), cm.EMPTY)
-        attraction = cm.gather_rows(self.attraction, slates)
-        exam = cm.examination(self.sensitivity, c.slate_size, c.position_bias)
-        p_cond = cm.slate_click_probs(exam, attraction, topics, c.repeat_penalty, c.contrast)
-        p_marg = cm.marginal_click_probs(p_cond, c.cascade_stop)
-        return p_cond, p_marg, cm.gather_rows(self.pconv, slates)
+        if self._exam is None:
+            self._exam = cm.examination(self.sensitivity, c.slate_size, c.position_bias)
+        shape = slates.shape
+        p_cond = np.empty(shape, np.float32)
+        p_marg = np.empty(shape, np.float32)
+        pconv = np.empty(shape, np.float32)
+        kernels.slate_probs(slates, shown, self.topics, self.attraction, self.pconv, self._exam,
+                            _repeat_factors(c.repeat_penalty, shape[1]),
+                            np.float32(1.0 - c.contrast), np.float32(c.contrast),
+                            np.float32(c.cascade_stop), np.empty(shape, np.int64), p_cond,
+                            p_marg, pconv)
+        return p_cond, p_marg, pconv
 
     def expected(self, slates: np.ndarray, shown: np.ndarray) -> np.ndarray:
         _, p_marg, pconv = self.slate_truth(slates, shown)
@@ -386,26 +407,26 @@ class World:
         strides = self._strides[g.integers(self._strides.size, size=b)]
         noise = g.standard_normal((b, n_pool)).astype(np.float32)
         column_order = g.permutation(c.n_candidates)
-        steps = np.arange(length, dtype=self._index_dtype)
-        position = (offsets.astype(self._index_dtype)[:, None]
-                    + strides.astype(self._index_dtype)[:, None] * steps)
-        position %= self._index_dtype(m)  # int32 when it fits: 3x faster than int64 modulo
-        window = self._recall_order.take(position)
-        vectors = self.items.v.take(window.reshape(-1), axis=0).reshape(b, length, -1)
+        index = self._index_dtype
+        window = np.empty((b, length), index)
+        vectors = np.empty((b, length, c.latent_dim), np.float32)
+        kernels.recall_window(offsets.astype(index), strides.astype(index), length,
+                              self._recall_order, self.items.v, window, vectors)
         affinity = np.matmul(vectors, u_eff[:, :, None])[:, :, 0] * self._k_aff
         if n_rel == 0:
             return window[:, column_order], affinity[:, column_order]
+        cands = np.empty((b, c.n_candidates), index)
+        core = np.empty((b, c.n_candidates), np.float32)
         if n_rel < n_pool:
-            topic = self.items.topic.take(window[:, :n_pool])
-            score = affinity[:, :n_pool] + self.drift.topic_term[topic]
-            score += self.drift.recall_topic_bias[topic]
-            score += np.float32(c.recall_noise) * noise
-            top = np.argpartition(-score, n_rel - 1, axis=1)[:, :n_rel]
-            pick = np.concatenate([top, np.broadcast_to(steps[n_pool:], (b, length - n_pool))],
-                                  axis=1)[:, column_order]
+            score = np.empty((b, n_pool), np.float32)
+            kernels.recall_scores(affinity, window, self.items.topic, self.drift.topic_term,
+                                  self.drift.recall_topic_bias, np.float32(c.recall_noise),
+                                  noise, score)
+            top = np.argpartition(score, n_rel - 1, axis=1)[:, :n_rel]
         else:
-            pick = np.broadcast_to(steps[column_order], (b, c.n_candidates))
-        return cm.gather_rows(window, pick), cm.gather_rows(affinity, pick)
+            top = np.broadcast_to(np.arange(n_rel), (b, n_rel))
+        kernels.recall_pick(window, affinity, top, n_pool, column_order, cands, core)
+        return cands, core
 
     def observation(self) -> dict[str, np.ndarray]:
         """Observation batch of the pending requests (see ``driftrank.envs.types``)."""

@@ -1,0 +1,160 @@
+"""Compiled kernels of the world's per-request path (gathers, recall, click model, feedback).
+
+Why compiled: a step is a few dozen small array operations; in numpy each costs a call of
+several microseconds whatever its size, and the large ones (recall windows, candidate features)
+read and write the same memory several times. These loops do each job in one pass.
+
+What they must not change: the numbers. So the kernels hold only operations whose result is
+exact and order-free in IEEE arithmetic on the same float32/float64 types numpy uses (copies,
+integer arithmetic, comparisons, single additions and multiplications in numpy's order).
+Everything whose rounding is implementation-defined stays in numpy and is called from the
+world as before: transcendental functions (``exp``, ``exp2``, ``log1p``, ``sin``; numpy's SIMD
+versions differ from libm in the last bit), BLAS products and reductions whose summation order
+numpy chooses, ``argpartition`` (its order within the selected set is numpy's introselect)
+and every random draw (the streams stay those of numpy's generators, drawn in the same order).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def recall_window(offsets, strides, length, order, vectors, window, out_vectors):
+    """Request i reads ``order[(offsets[i] + strides[i] * j) % M]`` for j < ``length`` into
+    ``window[i, j]`` and that item's latent vector into ``out_vectors[i, j]``."""
+    m = order.shape[0]
+    d = vectors.shape[1]
+    for i in range(offsets.shape[0]):
+        pos = offsets[i]
+        step = strides[i]
+        for j in range(length):
+            item = order[pos]
+            window[i, j] = item
+            for f in range(d):
+                out_vectors[i, j, f] = vectors[item, f]
+            pos += step
+            if pos >= m:
+                pos -= m
+
+
+@njit(cache=True, nogil=True)
+def recall_scores(affinity, window, item_topic, topic_term, topic_bias, noise_scale, noise, out):
+    """``out = -(affinity + topic_term[t] + topic_bias[t] + noise_scale * noise)`` on the pool
+    (t = the topic of each pooled item), summed in numpy's order; negated for argpartition."""
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            t = item_topic[window[i, j]]
+            s = affinity[i, j] + topic_term[t]
+            s += topic_bias[t]
+            s += noise_scale * noise[i, j]
+            out[i, j] = -s
+
+
+@njit(cache=True, nogil=True)
+def recall_pick(window, affinity, top, n_pool, column_order, cands, core):
+    """Candidates in shuffled column order: column c takes pick ``column_order[c]`` of
+    [the relevance winners ``top``, then the random tail of the window after the pool]."""
+    n_rel = top.shape[1]
+    for i in range(cands.shape[0]):
+        for c in range(cands.shape[1]):
+            src = column_order[c]
+            p = top[i, src] if src < n_rel else n_pool + (src - n_rel)
+            cands[i, c] = window[i, p]
+            core[i, c] = affinity[i, p]
+
+
+@njit(cache=True, nogil=True)
+def item_features(slots, static, log_imp, ctr, born, tick, with_stats, out, age):
+    """Candidate features without their freshness: ``static`` rows, then (if ``with_stats``)
+    the published statistics; ``age[b, n] = born - tick`` (as float64) for the freshness."""
+    s = static.shape[1]
+    for i in range(slots.shape[0]):
+        for j in range(slots.shape[1]):
+            item = slots[i, j]
+            for f in range(s):
+                out[i, j, f] = static[item, f]
+            if with_stats:
+                out[i, j, s] = log_imp[item]
+                out[i, j, s + 1] = ctr[item]
+            age[i, j] = born[item] - tick
+
+
+@njit(cache=True, nogil=True)
+def greedy_slates(value, topics, slate_size, penalty, contrast, lo, hi, slate):
+    """The greedy reference loop of ``click_model.greedy_reference`` on float64 gains: slot by
+    slot the first maximum of gain (x ``lo`` / ``hi`` when the slot above shows the same /
+    another topic), then the chosen candidate is used up and its topic's gains scaled by
+    ``penalty``."""
+    n = value.shape[1]
+    gain = np.empty(n, np.float64)
+    for i in range(value.shape[0]):
+        for j in range(n):
+            gain[j] = value[i, j]
+        prev = 0
+        for pos in range(slate_size):
+            best = 0
+            best_gain = 0.0
+            for j in range(n):
+                g = gain[j]
+                if contrast > 0 and pos > 0:
+                    g = g * (lo if topics[i, j] == prev else hi)
+                if j == 0 or g > best_gain:
+                    best, best_gain = j, g
+            slate[i, pos] = best
+            prev = topics[i, best]
+            gain[best] = -np.inf
+            for j in range(n):
+                if topics[i, j] == prev:
+                    gain[j] *= penalty
+
+
+@njit(cache=True, nogil=True)
+def slate_probs(slates, shown, topics, attraction, pconv, exam, repeat_factor, keep_share,
+                contrast, stop, slate_topics, p_cond, p_marg, slate_pconv):
+    """The click model of served slates (see ``click_model``) in one pass per row.
+
+    ``repeat_factor[r]`` = repeat_penalty ** r (from numpy); ``keep_share`` = 1 - contrast and
+    ``contrast`` as float32 (contrast <= 0: no neighbour term); ``stop`` = cascade_stop as
+    float32 (<= 0: marginal = conditional). Writes the shown topics (-1 = empty slot), the
+    conditional and marginal click probabilities and the conversion probabilities."""
+    b, k = slates.shape
+    one = np.float32(1.0)
+    for i in range(b):
+        for s in range(k):
+            c = slates[i, s]
+            slate_topics[i, s] = topics[i, c] if shown[i, s] else -1
+            slate_pconv[i, s] = pconv[i, c]
+        for s in range(k):
+            t = slate_topics[i, s]
+            if t == -1:
+                p_cond[i, s] = 0.0
+                continue
+            repeats = 0
+            for j in range(s):
+                if slate_topics[i, j] == t:
+                    repeats += 1
+            factor = repeat_factor[repeats]
+            if contrast > 0 and k > 1:
+                differs = np.float32(0.0)
+                neighbours = np.float32(0.0)
+                if s > 0 and slate_topics[i, s - 1] != -1:
+                    neighbours += one
+                    if slate_topics[i, s - 1] != t:
+                        differs += one
+                if s < k - 1 and slate_topics[i, s + 1] != -1:
+                    neighbours += one
+                    if slate_topics[i, s + 1] != t:
+                        differs += one
+                share = differs / neighbours if neighbours > 0 else one
+                factor = factor * (keep_share + contrast * share)
+            p_cond[i, s] = exam[i, s] * attraction[i, slates[i, s]] * factor
+        if stop > 0:
+            reach = one
+            for s in range(k):
+                p_marg[i, s] = p_cond[i, s] * reach
+                reach = reach * (one - stop * p_cond[i, s])
+        else:
+            for s in range(k):
+                p_marg[i, s] = p_cond[i, s]
