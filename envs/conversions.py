@@ -58,8 +58,10 @@ class ConversionQueue:
         cuts = np.flatnonzero(np.diff(land_step)) + 1
         starts = np.concatenate(([0], cuts))
         ends = np.concatenate((cuts, [land_step.size]))
-        for lo, hi in zip(starts, ends, strict=True):
-            part = {name: fields[name][order[lo:hi]].astype(np.int64) for name in _FIELDS}
+        # one gather per field, then each landing step holds slices of it (disjoint views)
+        ordered = {name: fields[name][order].astype(np.int64, copy=False) for name in _FIELDS}
+        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+            part = {name: column[lo:hi] for name, column in ordered.items()}
             self._pending.setdefault(int(land_step[lo]), []).append(part)
 
     def pop(self, step: int) -> Conversions:

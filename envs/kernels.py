@@ -158,3 +158,118 @@ def slate_probs(slates, shown, topics, attraction, pconv, exam, repeat_factor, k
         else:
             for s in range(k):
                 p_marg[i, s] = p_cond[i, s]
+
+
+@njit(cache=True, nogil=True)
+def feedback(users, slots, shown, clicks, item_impressions, item_clicks, item_topic,
+             item_static, n_topics, item_v, visits, user_clicks, satisfaction, bad_run,
+             history, boredom, taste, memory, boredom_gain, consumption_rate, ticks,
+             profile_tick, inv_half, n_clicks, has_rows, decay_arg, item_sum):
+    """The behaviour the world records after a served batch (``World._apply_feedback``), with
+    numpy's semantics: ``x[idx] = f(x[idx])`` reads every original before writing (the last
+    duplicate wins), ``np.add.at`` adds duplicates one by one in row-major order.
+
+    Writes ``n_clicks`` (B,), the rows with a click in ``has_rows`` (returns how many),
+    their exponent ``-dt / half-life`` of the profile decay in ``decay_arg`` (numpy takes the
+    ``exp2``) and each row's sum of the clicked items' observed vectors in ``item_sum``."""
+    b, k = clicks.shape
+    obs = item_sum.shape[1]
+    one = np.float32(1.0)
+    n_total = 0
+    for i in range(b):
+        count = 0
+        for s in range(k):
+            if shown[i, s]:
+                item_impressions[slots[i, s]] += 1.0
+            if clicks[i, s]:
+                count += 1
+        n_clicks[i] = count
+        n_total += count
+    for i in range(b):
+        for s in range(k):
+            if clicks[i, s]:
+                item_clicks[slots[i, s]] += 1.0
+    # visits, satisfaction, runs of bad visits: gather all, then scatter (last wins)
+    new_sat = np.empty(b, np.float32)
+    new_run = np.empty(b, np.int64)
+    keep = one - memory
+    for i in range(b):
+        u = users[i]
+        new_sat[i] = keep * satisfaction[u] + memory * np.float32(n_clicks[i])
+        new_run[i] = 0 if n_clicks[i] > 0 else bad_run[u] + 1
+    for i in range(b):
+        u = users[i]
+        visits[u] += 1
+        user_clicks[u] += n_clicks[i]
+    for i in range(b):
+        satisfaction[users[i]] = new_sat[i]
+        bad_run[users[i]] = new_run[i]
+    if n_total == 0:
+        return 0
+    n_has = 0
+    for i in range(b):
+        for f in range(obs):
+            acc = item_static[slots[i, 0], n_topics + f] * np.float32(clicks[i, 0])
+            for s in range(1, k):
+                acc += item_static[slots[i, s], n_topics + f] * np.float32(clicks[i, s])
+            item_sum[i, f] = acc
+        if n_clicks[i] > 0:
+            has_rows[n_has] = i
+            dt = np.float32(ticks[i] - profile_tick[users[i]])
+            for h in range(inv_half.shape[0]):
+                decay_arg[n_has, h] = -dt * inv_half[h]
+            n_has += 1
+    for i in range(b):
+        for s in range(k):
+            if clicks[i, s]:
+                history[users[i], item_topic[slots[i, s]]] += one
+    if boredom_gain > 0:
+        for i in range(b):
+            for s in range(k):
+                if clicks[i, s]:
+                    boredom[users[i], item_topic[slots[i, s]]] += boredom_gain
+    if consumption_rate > 0:
+        d = taste.shape[1]
+        pull = np.empty((n_total, d), np.float32)
+        n = 0
+        for i in range(b):  # every pull from the tastes before any is applied
+            for s in range(k):
+                if clicks[i, s]:
+                    for f in range(d):
+                        pull[n, f] = consumption_rate * (item_v[slots[i, s], f]
+                                                         - taste[users[i], f])
+                    n += 1
+        n = 0
+        for i in range(b):
+            for s in range(k):
+                if clicks[i, s]:
+                    for f in range(d):
+                        taste[users[i], f] += pull[n, f]
+                    n += 1
+    return n_has
+
+
+@njit(cache=True, nogil=True)
+def profile_update(slots, ticks, decay, item_sum, n_clicks, profile, profile_weight,
+                   profile_tick):
+    """Decay the profiles of ``slots`` by ``decay`` (gather all, scatter, last wins), stamp
+    their tick, then add each row's clicked vectors and click count (one by one, in order)."""
+    n, h = decay.shape
+    o = profile.shape[2]
+    old = np.empty((n, h, o), np.float32)
+    old_w = np.empty((n, h), np.float32)
+    for i in range(n):
+        for j in range(h):
+            old_w[i, j] = profile_weight[slots[i], j] * decay[i, j]
+            for f in range(o):
+                old[i, j, f] = profile[slots[i], j, f] * decay[i, j]
+    for i in range(n):
+        profile[slots[i]] = old[i]
+        profile_weight[slots[i]] = old_w[i]
+        profile_tick[slots[i]] = ticks[i]
+    for i in range(n):
+        nc = np.float32(n_clicks[i])
+        for j in range(h):
+            profile_weight[slots[i], j] += nc
+            for f in range(o):
+                profile[slots[i], j, f] += item_sum[i, f]

@@ -135,7 +135,12 @@ class Population:
         self.bad_run[slots] = np.where(n_clicks > 0, 0, self.bad_run[slots] + 1)
         if c.leave_after <= 0:
             return np.zeros(0, np.int64)
-        gone = np.unique(slots[self.bad_run[slots] >= c.leave_after])
+        return self.leave(slots)
+
+    def leave(self, slots: np.ndarray) -> np.ndarray:
+        """Users among ``slots`` whose run of visits without a click reached ``leave_after``
+        leave (their slots go free); returns the slots that left."""
+        gone = np.unique(slots[self.bad_run[slots] >= self.config.leave_after])
         gone = gone[self.active[gone]]
         if gone.size:
             self.active[gone] = False

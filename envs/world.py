@@ -245,6 +245,7 @@ class World:
         if c.calibration is not None:
             install_calibration(self, load_calibration(c.calibration))
 
+        self._buffers: dict[tuple, np.ndarray] = {}
         self.conversions = ConversionQueue()
         self.click_queue = ConversionQueue(ClickReports)
         self.step_index = 0
@@ -295,6 +296,16 @@ class World:
         self.tick = 0
         self.drift.topic_term = self.drift._topic_term(0)
         self.rng, self.batch_size = episode_rng, episode_b
+        self._buffers.clear()  # the warm-up's batch size is not the episode's
+
+    def _scratch(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        """A work array the world reuses from step to step (never handed out): large fresh
+        arrays cost a page fault per 4 KiB on every step."""
+        key = (name, shape, dtype)
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = self._buffers[key] = np.empty(shape, dtype)
+        return buf
 
     # ------------------------------------------------------------------ v1 names
     @property
@@ -409,7 +420,7 @@ class World:
         column_order = g.permutation(c.n_candidates)
         index = self._index_dtype
         window = np.empty((b, length), index)
-        vectors = np.empty((b, length, c.latent_dim), np.float32)
+        vectors = self._scratch("vectors", (b, length, c.latent_dim), np.float32)
         kernels.recall_window(offsets.astype(index), strides.astype(index), length,
                               self._recall_order, self.items.v, window, vectors)
         affinity = np.matmul(vectors, u_eff[:, :, None])[:, :, 0] * self._k_aff
@@ -611,27 +622,26 @@ class World:
         """Behaviour the world records: item counters, user profiles, satisfaction, leaving,
         consumption feedback (the action-dependent world changes)."""
         c = self.config
-        pop = self.users
-        n_clicks = clicks.sum(axis=1)
-        rows, positions = np.nonzero(clicks)
-        clicked = slots[rows, positions]
-        self.items.record(slots[shown], clicked)
-        pop.record_visits(users, n_clicks.astype(np.float32))
-        if rows.size == 0:
-            return
-        has = n_clicks > 0
-        obs_vectors = self.items.static[slots, c.n_topics:]  # (B, K, obs_dim), observed
-        item_sum = (obs_vectors * clicks[:, :, None]).sum(axis=1)
-        pop.record_clicks(users[has], self._req_ticks[has], item_sum[has],
-                          n_clicks[has].astype(np.float32))
-        clicker = users[rows]
-        topic = self.items.topic[clicked]
-        np.add.at(pop.history, (clicker, topic), 1.0)
-        if c.boredom_gain > 0:
-            np.add.at(pop.boredom, (clicker, topic), np.float32(c.boredom_gain))
-        if c.consumption_rate > 0:
-            pull = c.consumption_rate * (self.items.v[clicked] - pop.taste[clicker])
-            np.add.at(pop.taste, clicker, pull.astype(np.float32))
+        pop, items = self.users, self.items
+        b = clicks.shape[0]
+        n_clicks = np.empty(b, np.int64)
+        has_rows = np.empty(b, np.int64)
+        decay = np.empty((b, pop.profile.shape[1]), np.float32)
+        item_sum = np.empty((b, c.obs_dim), np.float32)
+        n_has = kernels.feedback(
+            users, slots, shown, clicks, items.impressions, items.clicks, items.topic,
+            items.static, c.n_topics, items.v, pop.visits, pop.clicks, pop.satisfaction,
+            pop.bad_run, pop.history, pop.boredom, pop.taste, np.float32(c.satisfaction_memory),
+            np.float32(c.boredom_gain), np.float32(c.consumption_rate), self._req_ticks,
+            pop.profile_tick, pop._inv_half, n_clicks, has_rows, decay, item_sum)
+        if c.leave_after > 0:
+            pop.leave(users)
+        if n_has:
+            has = has_rows[:n_has]
+            decay = np.exp2(decay[:n_has], out=decay[:n_has])
+            kernels.profile_update(users[has], self._req_ticks[has], decay, item_sum[has],
+                                   n_clicks[has], pop.profile, pop.profile_weight,
+                                   pop.profile_tick)
 
 
 def repeated_mask(slates: np.ndarray) -> np.ndarray:
