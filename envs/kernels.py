@@ -273,3 +273,53 @@ def profile_update(slots, ticks, decay, item_sum, n_clicks, profile, profile_wei
             profile_weight[slots[i], j] += nc
             for f in range(o):
                 profile[slots[i], j, f] += item_sum[i, f]
+
+
+@njit(cache=True, nogil=True)
+def visit_update(users, ticks, last_seen, taste_keep, z, z_scale, boredom_decay, history_decay,
+                 taste, boredom, history, offset, u_eff):
+    """Arriving users' lazy drift for the time since their last visit (``World._draw_requests``)
+    with numpy's gather-then-scatter semantics (the last duplicate wins).
+
+    ``taste_keep`` (B,) = exp(-gap / timescale) or empty for no taste drift; ``boredom_decay``
+    and ``history_decay`` (B,) the exp2 factors (boredom: empty = none), which numpy took of
+    the gaps from :func:`visit_gaps`. Writes the effective tastes ``u_eff`` (B, d)."""
+    b = users.shape[0]
+    d = taste.shape[1]
+    t = history.shape[1]
+    one = np.float32(1.0)
+    if taste_keep.shape[0]:
+        new = np.empty((b, d), np.float32)
+        for i in range(b):
+            a = taste_keep[i]
+            root = np.sqrt(one - a * a)
+            for f in range(d):
+                new[i, f] = a * taste[users[i], f] + root * (z[i, f] / z_scale)
+        for i in range(b):
+            taste[users[i]] = new[i]
+    if boredom_decay.shape[0]:
+        new_b = np.empty((b, t), np.float32)
+        for i in range(b):
+            for f in range(t):
+                new_b[i, f] = boredom[users[i], f] * boredom_decay[i]
+        for i in range(b):
+            boredom[users[i]] = new_b[i]
+    new_h = np.empty((b, t), np.float32)
+    for i in range(b):
+        for f in range(t):
+            new_h[i, f] = history[users[i], f] * history_decay[i]
+    for i in range(b):
+        history[users[i]] = new_h[i]
+        last_seen[users[i]] = ticks[i]
+    for i in range(b):
+        for f in range(d):
+            u_eff[i, f] = taste[users[i], f] + offset[f]
+
+
+@njit(cache=True, nogil=True)
+def visit_gaps(users, ticks, last_seen, never, gap, first):
+    """Ticks since each arriving user's last visit as float32 (tick + 1 on a first visit)."""
+    for i in range(users.shape[0]):
+        last = last_seen[users[i]]
+        first[i] = last == never
+        gap[i] = np.float32(ticks[i] + 1) if first[i] else np.float32(ticks[i] - last)

@@ -75,6 +75,7 @@ def _coprimes(m: int) -> np.ndarray:
     return s[np.gcd(s, m) == 1]
 
 
+_EMPTY_F32 = np.zeros(0, np.float32)
 _REPEAT_FACTORS: dict[tuple[float, int], np.ndarray] = {}
 
 
@@ -359,21 +360,20 @@ class World:
         pop = self.users
         ticks = self.tick + np.arange(b, dtype=np.int64)
         users = pop.arrivals(self.rng["arrivals"], b)
-        last = pop.last_seen[users]
-        first = last == NEVER
-        gap = np.where(first, ticks + 1, ticks - last).astype(np.float32)
+        gap = np.empty(b, np.float32)
+        first = np.empty(b, bool)
+        kernels.visit_gaps(users, ticks, pop.last_seen, NEVER, gap, first)
 
         z = self.rng["drift"].standard_normal((b, c.latent_dim)).astype(np.float32)
-        if math.isfinite(c.user_drift_timescale):
-            a = np.exp(-gap / c.user_drift_timescale)[:, None]
-            pop.taste[users] = a * pop.taste[users] + np.sqrt(1 - a * a) * (
-                z / math.sqrt(c.latent_dim))
-        if c.boredom_gain > 0:
-            pop.boredom[users] *= np.exp2(-gap / c.boredom_half_life)[:, None]
-        pop.history[users] *= np.exp2(-gap / c.history_half_life)[:, None]
-        pop.last_seen[users] = ticks
-
-        u_eff = pop.taste[users] + self.drift.offset
+        none = _EMPTY_F32
+        keep = (np.exp(-gap / c.user_drift_timescale) if math.isfinite(c.user_drift_timescale)
+                else none)
+        bored = np.exp2(-gap / c.boredom_half_life) if c.boredom_gain > 0 else none
+        u_eff = np.empty((b, c.latent_dim), np.float32)
+        kernels.visit_update(users, ticks, pop.last_seen, keep, z,
+                             np.float32(math.sqrt(c.latent_dim)), bored,
+                             np.exp2(-gap / c.history_half_life), pop.taste, pop.boredom,
+                             pop.history, self.drift.offset, u_eff)
         cands, core = self._recall(u_eff)
         req = self._truth_for(users, cands, frozen=False, core=core)
         self._req_users = users
