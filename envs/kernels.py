@@ -323,3 +323,90 @@ def visit_gaps(users, ticks, last_seen, never, gap, first):
         last = last_seen[users[i]]
         first[i] = last == never
         gap[i] = np.float32(ticks[i] + 1) if first[i] else np.float32(ticks[i] - last)
+
+
+@njit(cache=True, nogil=True)
+def shown_mask(slates, shown):
+    """``shown[b, k]`` False where slot k repeats an index of an earlier slot of its slate."""
+    for i in range(slates.shape[0]):
+        for s in range(slates.shape[1]):
+            shown[i, s] = True
+            for j in range(s):
+                if slates[i, j] == slates[i, s]:
+                    shown[i, s] = False
+                    break
+
+
+@njit(cache=True, nogil=True)
+def sample_clicks(p_cond, pconv, dice, stop, cands, slates, clicks, converted, slots):
+    """Clicks from the click stream's uniforms (``dice[0]`` click, ``dice[1]`` stop after a
+    click when ``stop`` > 0, ``dice[2]`` conversion), as ``click_model.sample_clicks``; the
+    conversions among them and the catalog slots of the served candidates."""
+    b, k = p_cond.shape
+    for i in range(b):
+        stopped = False
+        for s in range(k):
+            slots[i, s] = cands[i, slates[i, s]]
+            c = dice[0, i, s] < p_cond[i, s]
+            if stop > 0:
+                c = c and not stopped
+                if c and dice[1, i, s] < stop:
+                    stopped = True
+            clicks[i, s] = c
+            converted[i, s] = c and dice[2, i, s] < pconv[i, s]
+
+
+@njit(cache=True, nogil=True)
+def click_reports(clicks, request_ids, users, user_ids, item_ids):
+    """(row, position, request_id, user_id, item_id) of every click, in row-major order
+    (``np.nonzero``'s)."""
+    b, k = clicks.shape
+    n = 0
+    for i in range(b):
+        for s in range(k):
+            if clicks[i, s]:
+                n += 1
+    rows = np.empty(n, np.int64)
+    positions = np.empty(n, np.int64)
+    request = np.empty(n, np.int64)
+    user = np.empty(n, np.int64)
+    item = np.empty(n, np.int64)
+    n = 0
+    for i in range(b):
+        for s in range(k):
+            if clicks[i, s]:
+                rows[n] = i
+                positions[n] = s
+                request[n] = request_ids[i]
+                user[n] = user_ids[users[i]]
+                item[n] = item_ids[i, s]
+                n += 1
+    return rows, positions, request, user, item
+
+
+@njit(cache=True, nogil=True)
+def step_outputs(shown, item_ids, first, gap, report_rows, landed_rows, conversion_weight,
+                 empty_slots, served, return_gap, reward):
+    """Per-row outputs of a served batch: empty slots, served item ids (-1 = empty), return
+    gap (-1 on a first visit) and reward = clicks reported + weight x conversions landed,
+    computed as numpy does (float64 from the counts, then float32)."""
+    b, k = shown.shape
+    for i in range(b):
+        empty = 0
+        for s in range(k):
+            if shown[i, s]:
+                served[i, s] = item_ids[i, s]
+            else:
+                served[i, s] = -1
+                empty += 1
+        empty_slots[i] = empty
+        return_gap[i] = -1 if first[i] else np.int64(gap[i])
+    n_reports = np.zeros(b, np.int64)
+    n_landed = np.zeros(b, np.int64)
+    for r in report_rows:
+        n_reports[r] += 1
+    for r in landed_rows:
+        n_landed[r] += 1
+    weight = np.float64(conversion_weight)
+    for i in range(b):
+        reward[i] = np.float32(np.float64(n_reports[i]) + weight * np.float64(n_landed[i]))

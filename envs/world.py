@@ -538,18 +538,21 @@ class World:
         b, k = slates.shape
         users = self._req_users
         req = self._req
-        shown = ~repeated_mask(slates)
+        shown = np.empty((b, k), bool)
+        kernels.shown_mask(slates, shown)
         p_cond, p_marg, pconv = req.slate_truth(slates, shown)
 
         g = self.rng["clicks"]
         dice = g.random((4, b, k), dtype=np.float32)
         expo = g.standard_exponential((b, k), dtype=np.float32)
-        clicks = cm.sample_clicks(p_cond, c.cascade_stop, dice[0], dice[1])
-        slots = cm.gather_rows(self._req_cands, slates)
+        clicks = np.empty((b, k), bool)
+        converted = np.empty((b, k), bool)
+        slots = np.empty((b, k), self._req_cands.dtype)
+        kernels.sample_clicks(p_cond, pconv, dice, np.float32(c.cascade_stop), self._req_cands,
+                              slates, clicks, converted, slots)
         request_ids = self._req_ticks
         item_ids = self.items.ids[slots]
 
-        converted = clicks & (dice[2] < pconv)
         if converted.any():
             delays = conversion_delays(c, dice[3], expo)
             converted &= delays > 0
@@ -557,10 +560,10 @@ class World:
         landed: Conversions = self.conversions.pop(self.step_index)
 
         if c.click_delay == 0:
-            rows, positions = np.nonzero(clicks)
+            rows, positions, request, user, item = kernels.click_reports(
+                clicks, request_ids, users, self.users.ids, item_ids)
             reports = ClickReports(
-                request_id=request_ids[rows], row=rows, user_id=self.users.ids[users[rows]],
-                item_id=item_ids[rows, positions], position=positions,
+                request_id=request, row=rows, user_id=user, item_id=item, position=positions,
                 served_step=np.full(rows.size, self.step_index, np.int64),
                 delay=np.zeros(rows.size, np.int64))
             reported_now = clicks.astype(np.float32)
@@ -569,18 +572,21 @@ class World:
                 self._queue(self.click_queue, clicks, np.full((b, k), c.click_delay), item_ids)
             reports = self.click_queue.pop(self.step_index)
             reported_now = np.zeros((b, k), np.float32)
-        reward = (np.bincount(reports.row, minlength=b) + np.float32(c.conversion_weight)
-                  * np.bincount(landed.row, minlength=b)).astype(np.float32)
-
-        gap = np.where(self._req_first, -1, self._req_gap.astype(np.int64))
+        empty_slots = np.empty(b, np.int64)
+        served = np.empty((b, k), np.int64)
+        gap = np.empty(b, np.int64)
+        reward = np.empty(b, np.float32)
+        kernels.step_outputs(shown, item_ids, self._req_first, self._req_gap, reports.row,
+                             landed.row, np.float32(c.conversion_weight), empty_slots, served,
+                             gap, reward)
         out = {
             "request_id": request_ids,
             "clicks": reported_now,
             "click_reports": reports,
             "reward": reward,
             "conversions": landed,
-            "empty_slots": (~shown).sum(axis=1),
-            "served_item_ids": np.where(shown, item_ids, -1),
+            "empty_slots": empty_slots,
+            "served_item_ids": served,
             "return_gap": gap,
         }
         if with_truth:
