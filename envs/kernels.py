@@ -410,3 +410,57 @@ def step_outputs(shown, item_ids, first, gap, report_rows, landed_rows, conversi
     weight = np.float64(conversion_weight)
     for i in range(b):
         reward[i] = np.float32(np.float64(n_reports[i]) + weight * np.float64(n_landed[i]))
+
+
+@njit(cache=True, nogil=True)
+def _pairwise_sum(row):
+    """numpy's pairwise float32 sum of a short contiguous row (n <= 128): 8 partial sums."""
+    n = row.shape[0]
+    if n < 8:
+        res = np.float32(0.0)
+        for i in range(n):
+            res += row[i]
+        return res
+    r = row[:8].copy()
+    i = 8
+    while i < n - (n % 8):
+        for j in range(8):
+            r[j] += row[i + j]
+        i += 8
+    res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    while i < n:
+        res += row[i]
+        i += 1
+    return res
+
+
+@njit(cache=True, nogil=True)
+def user_features(slots, profile, profile_weight, history, satisfaction, log_counts, bound,
+                  out):
+    """Observed user features (``Population.features``, history mode) clipped to
+    [-bound, bound]: per half-life the profile over its weight, the topic histogram over its
+    sum + 1, log visits / 5, log clicks / 5 (``log_counts`` (2, B): numpy's log1p of the
+    counts) and satisfaction."""
+    n, h, o = slots.shape[0], profile.shape[1], profile.shape[2]
+    t = history.shape[1]
+    tiny = np.float32(1e-12)
+    one = np.float32(1.0)
+    f = out.shape[1]
+    for i in range(n):
+        u = slots[i]
+        for j in range(h):
+            w = max(profile_weight[u, j], tiny)
+            for k in range(o):
+                out[i, j * o + k] = profile[u, j, k] / w
+        total = _pairwise_sum(history[u]) + one
+        for k in range(t):
+            out[i, h * o + k] = history[u, k] / total
+        out[i, f - 3] = np.float32(log_counts[0, i] / 5.0)
+        out[i, f - 2] = np.float32(log_counts[1, i] / 5.0)
+        out[i, f - 1] = satisfaction[u]
+        for k in range(f):
+            x = out[i, k]
+            if x < -bound:
+                out[i, k] = -bound
+            elif x > bound:
+                out[i, k] = bound

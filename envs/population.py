@@ -26,6 +26,7 @@ from collections import deque
 
 import numpy as np
 
+from . import kernels
 from .config import WorldConfig
 
 RATE_MIN, RATE_MAX = 0.25, 2.0
@@ -69,8 +70,8 @@ class Population:
         self.profile_tick = np.zeros(u, np.int64)
         self._inv_half = np.array([0.0 if math.isinf(x) else 1.0 / x
                                    for x in c.profile_half_lives], np.float32)
-        self.visits = np.zeros(u, np.int64)
-        self.clicks = np.zeros(u, np.int64)
+        self.counts = np.zeros((2, u), np.int64)  # visits and clicks, gathered together
+        self.visits, self.clicks = self.counts[0], self.counts[1]
         self.satisfaction = np.full(u, c.satisfaction_reference, np.float32)
         self.bad_run = np.zeros(u, np.int64)
 
@@ -107,21 +108,28 @@ class Population:
 
     # ------------------------------------------------------------------ observation
     def features(self, slots: np.ndarray, taste_now: np.ndarray | None,
-                 projection: np.ndarray) -> np.ndarray:
-        """(B, Fu) observed user features (see the module docstring)."""
+                 projection: np.ndarray, bound: float = math.inf) -> np.ndarray:
+        """(B, Fu) observed user features (see the module docstring), clipped to
+        [-bound, bound]."""
         c = self.config
         h, o = self.profile.shape[1], c.obs_dim
         out = np.empty((slots.size, c.user_feature_dim), np.float32)
-        weight = self.profile_weight[slots]
-        blocks = self.profile[slots] / np.maximum(weight, 1e-12)[:, :, None]
-        out[:, : h * o] = blocks.reshape(slots.size, h * o)
+        log_counts = np.log1p(self.counts[:, slots])  # log visits, log clicks
+        if c.n_topics <= 128:  # the kernel sums a topic histogram as numpy does up to 128
+            kernels.user_features(slots, self.profile, self.profile_weight, self.history,
+                                  self.satisfaction, log_counts, np.float32(bound), out)
+        else:
+            weight = self.profile_weight[slots]
+            blocks = self.profile[slots] / np.maximum(weight, 1e-12)[:, :, None]
+            out[:, : h * o] = blocks.reshape(slots.size, h * o)
+            hist = self.history[slots]
+            out[:, h * o: h * o + c.n_topics] = hist / (hist.sum(axis=1, keepdims=True) + 1.0)
+            out[:, -3:-1] = (log_counts / 5.0).T
+            out[:, -1] = self.satisfaction[slots]
+            np.clip(out, -bound, bound, out=out)
         if c.user_features == "taste":
             out[:, :o] = taste_now @ projection.T + self.noise[slots]
-        hist = self.history[slots]
-        out[:, h * o: h * o + c.n_topics] = hist / (hist.sum(axis=1, keepdims=True) + 1.0)
-        out[:, -3] = np.log1p(self.visits[slots]) / 5.0
-        out[:, -2] = np.log1p(self.clicks[slots]) / 5.0
-        out[:, -1] = self.satisfaction[slots]
+            np.clip(out[:, :o], -bound, bound, out=out[:, :o])
         return out
 
     # ------------------------------------------------------------------ behaviour

@@ -449,12 +449,11 @@ class World:
         c = self.config
         users, cands = self._req_users, self._req_cands
         pop = self.users
-        user = pop.features(users, self._req_u_eff, self.projection)
-        np.clip(user, -FEATURE_BOUND, FEATURE_BOUND, out=user)
+        user = pop.features(users, self._req_u_eff, self.projection, FEATURE_BOUND)
         if c.user_features == "taste":
             activity = pop.activity_feature[users]
-        else:  # observed visit frequency (per day since first visit), not the hidden rate
-            activity = np.clip(np.log1p(pop.visits[users]) / 5.0, 0, FEATURE_BOUND)
+        else:  # observed visit frequency (log visits / 5, clipped as the user features are)
+            activity = user[:, -3]
         angle = 2 * np.pi * self._req_ticks / c.period
         context = np.empty((users.size, c.context_dim), np.float32)
         context[:, 0] = np.sin(angle)

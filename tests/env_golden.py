@@ -34,6 +34,8 @@ SINGLE = {
     "delayed-feedback": dict(abrupt_times=(100,), click_delay=20),
     "gradual": dict(),
     "mixed": dict(abrupt_times=(150,), recall_shift_times=(200,), churn_interval=150),
+    "stationary": dict(user_features="taste", stats_refresh=0),  # the v1 control world
+    "periodic": dict(n_topics=150, cascade_stop=0.5, contrast=0.0, recall_pool_factor=1),
 }
 VECTOR = {
     "taste-shift": dict(abrupt_times=(3_000,)),
