@@ -464,3 +464,55 @@ def user_features(slots, profile, profile_weight, history, satisfaction, log_cou
                 out[i, k] = -bound
             elif x > bound:
                 out[i, k] = bound
+
+
+@njit(cache=True, nogil=True)
+def truth_logits(cands, core, users, item_quality, quality_shift, item_topic, topic_term,
+                 attraction_bias, boredom, conversion_bias, conversion_gain, sensitivity,
+                 neg_position_bias, log_rank, topics, logit, exp_args):
+    """The attraction logits of the pending requests (``World._truth_for``) and the
+    arguments of the exponentials numpy then takes in one call: ``exp_args[0]`` = -logit,
+    ``exp_args[1]`` = -(conversion_bias + conversion_gain x core) (both (B, N), for the
+    sigmoids), ``exp_args[2]`` (B, K, flattened into the (B, N) row) the examination
+    exponent -position_bias x sensitivity x log(1 + k). ``quality_shift`` (B, N) is added to
+    the item quality when it has rows; ``boredom`` is subtracted when it has rows."""
+    b, n = cands.shape
+    k = log_rank.shape[0]
+    drift = quality_shift.shape[0] > 0
+    bored = boredom.shape[0] > 0
+    for i in range(b):
+        u = users[i]
+        for j in range(n):
+            item = cands[i, j]
+            t = item_topic[item]
+            topics[i, j] = t
+            q = item_quality[item]
+            if drift:
+                q = q + quality_shift[i, j]
+            x = core[i, j] + q
+            x = x + topic_term[t]
+            x = x + attraction_bias
+            if bored:
+                x = x - boredom[u, t]
+            logit[i, j] = x
+            exp_args[0, i, j] = -x
+            exp_args[1, i, j] = -(conversion_bias + conversion_gain * core[i, j])
+        scale = neg_position_bias * sensitivity[u]
+        for s in range(k):
+            exp_args[2, i, s] = scale * log_rank[s]
+        for s in range(k, n):
+            exp_args[2, i, s] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def sigmoids(exps, attraction, pconv, exam):
+    """1 / (1 + e) of numpy's exponentials from :func:`truth_logits`; the examination is the
+    exponential itself."""
+    b, n = attraction.shape
+    one = np.float32(1.0)
+    for i in range(b):
+        for j in range(n):
+            attraction[i, j] = one / (one + exps[0, i, j])
+            pconv[i, j] = one / (one + exps[1, i, j])
+        for s in range(exam.shape[1]):
+            exam[i, s] = exps[2, i, s]

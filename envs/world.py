@@ -76,6 +76,16 @@ def _coprimes(m: int) -> np.ndarray:
 
 
 _EMPTY_F32 = np.zeros(0, np.float32)
+_EMPTY_2D = np.zeros((0, 0), np.float32)
+_LOG_RANK: dict[int, np.ndarray] = {}
+
+
+def _log_rank(k: int) -> np.ndarray:
+    """log(1 + position) as ``click_model.examination`` computes it (float32), cached."""
+    table = _LOG_RANK.get(k)
+    if table is None:
+        table = _LOG_RANK[k] = np.log1p(np.arange(k, dtype=np.float32))
+    return table
 _REPEAT_FACTORS: dict[tuple[float, int], np.ndarray] = {}
 
 
@@ -501,6 +511,8 @@ class World:
         The one place where the attraction logit is put together."""
         c = self.config
         pop, items = self.users, self.items
+        if core is not None and not frozen:
+            return self._current_truth(users, cands, core)
         if frozen:
             u_eff = pop.taste0[users] + self._offset0
             quality = items.quality0[cands]
@@ -518,6 +530,31 @@ class World:
         pconv = _sigmoid(c.conversion_bias + c.conversion_gain * core).astype(np.float32)
         logit = logit.astype(np.float32)
         return RequestTruth(c, topics, _sigmoid(logit), pconv, pop.sensitivity[users], logit)
+
+    def _current_truth(self, users, cands, core) -> RequestTruth:
+        """``_truth_for`` under the current truth with known affinities, in two kernels and
+        one numpy ``exp`` (attraction, conversion and examination exponentials together)."""
+        c = self.config
+        pop, items = self.users, self.items
+        b, n = cands.shape
+        k = c.slate_size
+        shift = (items.loading[cands] @ self.drift.quality_factors
+                 if c.quality_drift_scale > 0 else _EMPTY_2D)
+        topics = np.empty((b, n), np.int64)
+        logit = np.empty((b, n), np.float32)
+        exps = np.empty((3, b, n), np.float32)
+        kernels.truth_logits(cands, core, users, items.quality, shift, items.topic,
+                             self.drift.topic_term, np.float32(c.attraction_bias),
+                             pop.boredom if c.boredom_gain > 0 else _EMPTY_2D,
+                             np.float32(c.conversion_bias), np.float32(c.conversion_gain),
+                             pop.sensitivity, np.float32(-c.position_bias),
+                             _log_rank(k), topics, logit, exps)
+        np.exp(exps, out=exps)
+        attraction = np.empty((b, n), np.float32)
+        pconv = np.empty((b, n), np.float32)
+        exam = np.empty((b, k), np.float32)
+        kernels.sigmoids(exps, attraction, pconv, exam)
+        return RequestTruth(c, topics, attraction, pconv, None, logit, exam)
 
     def true_attraction(self) -> np.ndarray:
         """(B, N) true attraction logits of the pending candidates (for the logging policy and
