@@ -228,15 +228,14 @@ def _single(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 class _RowTruth(LazyDict):
     """Row 0 of a batch :class:`~driftrank.envs.world.Truth`, still computed only when read."""
 
-    LAZY = Truth.LAZY
+    GROUPS = Truth.GROUPS
 
     def __init__(self, truth: Truth):
-        super().__init__({k: _row(k, v) for k, v in dict.items(truth)})
+        super().__init__()
         self._truth = truth
 
-    def _lazy(self) -> None:
-        for key in self.LAZY:
-            dict.__setitem__(self, key, _row(key, self._truth[key]))
+    def _compute(self, group: tuple[str, ...]) -> dict:
+        return {key: _row(key, self._truth[key]) for key in group}
 
 
 def _row(key: str, value):

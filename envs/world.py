@@ -136,33 +136,38 @@ class RequestTruth:
 
 
 class LazyDict(dict):
-    """A dict whose costly entries are computed on first read (``_lazy`` fills them).
+    """A dict whose entries are computed on first read, group by group (``GROUPS``).
 
-    Any read of the whole mapping (keys, items, iteration, comparison) fills it first, so it
-    behaves as a plain dict to everyone; only code that reads the cheap keys alone skips the
-    work.
+    Reading a key computes its group and every group before it (so the keys always appear in
+    the same order); any read of the whole mapping (keys, items, iteration, comparison) fills
+    it all, so it behaves as a plain dict to everyone; code that reads nothing, or only the
+    cheap keys, skips the rest of the work.
     """
 
-    LAZY: tuple[str, ...] = ()
+    GROUPS: tuple[tuple[str, ...], ...] = ()
 
-    def _fill(self) -> None:
-        if self.LAZY and self.LAZY[0] not in self.keys_now():
-            self._lazy()
-
-    def _lazy(self) -> None:  # pragma: no cover - overridden
+    def _compute(self, group: tuple[str, ...]) -> dict:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def _fill(self, upto: str | None = None) -> None:
+        for group in self.GROUPS:
+            if not dict.__contains__(self, group[0]):
+                for key, value in self._compute(group).items():
+                    dict.__setitem__(self, key, value)
+            if upto in group:
+                return
 
     def keys_now(self):
         return dict.keys(self)
 
     def __missing__(self, key):
-        if key in self.LAZY:
-            self._lazy()
+        if any(key in group for group in self.GROUPS):
+            self._fill(key)
             return dict.__getitem__(self, key)
         raise KeyError(key)
 
     def __contains__(self, key):
-        return key in self.LAZY or dict.__contains__(self, key)
+        return any(key in group for group in self.GROUPS) or dict.__contains__(self, key)
 
     def __iter__(self):
         self._fill()
@@ -205,26 +210,32 @@ class Truth(LazyDict):
 
     Keys: ``click_probs`` and ``conversion_probs`` (B, K) of the served slates,
     ``expected_reward`` (B,), ``clicks`` (B, K) realised clicks (reported or not),
-    ``reference_slate`` (B, K) greedy on truth and ``reference_reward`` (B,).
+    ``reference_slate`` (B, K) greedy on truth and ``reference_reward`` (B,). The first four
+    are one group (cheap), the reference another.
     """
 
-    LAZY = ("reference_slate", "reference_reward")
+    GROUPS = (("click_probs", "conversion_probs", "expected_reward", "clicks"),
+              ("reference_slate", "reference_reward"))
 
     def __init__(self, request: RequestTruth, p_marg, pconv, clicks):
-        super().__init__(
-            click_probs=p_marg.astype(np.float32),
-            conversion_probs=pconv.astype(np.float32),
-            expected_reward=(p_marg * (1.0 + request.config.conversion_weight * pconv)
-                             ).sum(axis=1),
-            clicks=clicks,
-        )
-        self._request = request
+        super().__init__()
+        self._request, self._served = request, (p_marg, pconv, clicks)
 
-    def _lazy(self) -> None:
-        reference = self._request.reference()
-        dict.__setitem__(self, "reference_slate", reference)
-        dict.__setitem__(self, "reference_reward", self._request.expected(
-            reference, np.ones(reference.shape, bool)))
+    def _compute(self, group: tuple[str, ...]) -> dict:
+        request = self._request
+        if group is self.GROUPS[0]:
+            p_marg, pconv, clicks = self._served
+            return {
+                "click_probs": p_marg.astype(np.float32),
+                "conversion_probs": pconv.astype(np.float32),
+                "expected_reward": (p_marg * (1.0 + request.config.conversion_weight * pconv)
+                                    ).sum(axis=1),
+                "clicks": clicks.astype(np.float32),
+            }
+        reference = request.reference()
+        return {"reference_slate": reference,
+                "reference_reward": request.expected(reference,
+                                                     np.ones(reference.shape, bool))}
 
 
 class World:
