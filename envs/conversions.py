@@ -21,6 +21,7 @@ from .types import FIELDS as _FIELDS
 from .types import Conversions
 
 FAST_SHARE, FAST_MEAN_HOURS, SLOW_MEAN_HOURS = 0.345, 0.2, 88.9
+_NONE = np.zeros(0, np.int64)
 
 
 def conversion_delays(c: WorldConfig, u_mix: np.ndarray, expo: np.ndarray) -> np.ndarray:
@@ -67,8 +68,8 @@ class ConversionQueue:
     def pop(self, step: int) -> Conversions:
         """Conversions landing at ``step`` (removed from the queue)."""
         parts = self._pending.pop(step, None)
-        if not parts:
-            return self._record()
+        if not parts:  # the common case: shared empty columns (size 0), no allocations
+            return self._record(**dict.fromkeys(_FIELDS, _NONE))
         if len(parts) == 1:
             return self._record(**parts[0])
         return self._record(**{n: np.concatenate([p[n] for p in parts]) for n in _FIELDS})

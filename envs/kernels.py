@@ -516,3 +516,17 @@ def sigmoids(exps, attraction, pconv, exam):
             pconv[i, j] = one / (one + exps[1, i, j])
         for s in range(exam.shape[1]):
             exam[i, s] = exps[2, i, s]
+
+
+@njit(cache=True, nogil=True)
+def ou_steps(states, keeps, coefs, z, starts, active):
+    """Exact OU updates ``x = x * keep + coef * z`` (float32, numpy's order) of the drift
+    processes ``states[p]`` flagged ``active[p]``, each reading ``z`` from ``starts[p]``."""
+    for p in range(len(states)):
+        if not active[p]:
+            continue
+        x = states[p]
+        keep, coef = keeps[p], coefs[p]
+        for i in range(x.shape[0]):
+            x[i] = x[i] * keep
+            x[i] = x[i] + coef * z[starts[p] + i]
