@@ -530,3 +530,22 @@ def ou_steps(states, keeps, coefs, z, starts, active):
         for i in range(x.shape[0]):
             x[i] = x[i] * keep
             x[i] = x[i] + coef * z[starts[p] + i]
+
+
+@njit(cache=True, nogil=True)
+def alias_draws(pick, prob, alias, out):
+    """Walker's alias method on the scaled uniforms ``pick`` (in [0, n)): slot ``int(pick)``,
+    kept when the fractional part is below its ``prob``, else its ``alias``."""
+    n = prob.shape[0]
+    for i in range(pick.shape[0]):
+        slot = min(np.int64(pick[i]), n - 1)
+        out[i] = slot if (pick[i] - slot) < prob[slot] else alias[slot]
+
+
+@njit(cache=True, nogil=True)
+def all_in_range(values, n):
+    """True when every entry of the flat integer array lies in [0, n)."""
+    for x in values:
+        if x < 0 or x >= n:
+            return False
+    return True

@@ -81,9 +81,8 @@ class Population:
         r = PROPOSALS_PER_REQUEST * b + 8
         u = self.config.n_users
         pick = rng.random(r) * u  # alias method: O(1) per draw, two reads whatever U is
-        props = np.minimum(pick.astype(np.int64), u - 1)
-        other = (pick - props) >= self._alias_prob[props]
-        props[other] = self._alias[props[other]]
+        props = np.empty(r, np.int64)
+        kernels.alias_draws(pick, self._alias_prob, self._alias, props)
         unif = rng.random(r)
         if not self.dynamic_rates:
             return props[:b]
