@@ -50,6 +50,7 @@ from .types import ClickReports, Conversions
 STREAMS = ("world", "arrivals", "recall", "clicks", "drift", "population")
 WARMUP_SALT = 0x5EED  # streams of the warm-up, distinct from every episode's
 WARMUP_BATCH = 1000
+RECALL_CHUNK = 64  # requests whose recall windows are gathered and scored together
 __all__ = ["FEATURE_BOUND", "World", "repeated_mask", "spawn_streams"]
 
 
@@ -441,10 +442,18 @@ class World:
         column_order = g.permutation(c.n_candidates)
         index = self._index_dtype
         window = np.empty((b, length), index)
-        vectors = self._scratch("vectors", (b, length, c.latent_dim), np.float32)
-        kernels.recall_window(offsets.astype(index), strides.astype(index), length,
-                              self._recall_order, self.items.v, window, vectors)
-        affinity = np.matmul(vectors, u_eff[:, :, None])[:, :, 0] * self._k_aff
+        offsets, strides = offsets.astype(index), strides.astype(index)
+        # in chunks of requests, so the gathered vectors are still in cache for the product
+        vectors = self._scratch("vectors", (min(b, RECALL_CHUNK), length, c.latent_dim),
+                                np.float32)
+        affinity = np.empty((b, length), np.float32)
+        for lo in range(0, b, RECALL_CHUNK):
+            hi = min(b, lo + RECALL_CHUNK)
+            chunk = vectors[: hi - lo]
+            kernels.recall_window(offsets[lo:hi], strides[lo:hi], length, self._recall_order,
+                                  self.items.v, window[lo:hi], chunk)
+            affinity[lo:hi] = np.matmul(chunk, u_eff[lo:hi, :, None])[:, :, 0]
+        affinity *= self._k_aff
         if n_rel == 0:
             return window[:, column_order], affinity[:, column_order]
         cands = np.empty((b, c.n_candidates), index)
