@@ -132,21 +132,11 @@ class Population:
         return out
 
     # ------------------------------------------------------------------ behaviour
-    def record_visits(self, slots: np.ndarray, n_clicks: np.ndarray) -> np.ndarray:
-        """Counters, satisfaction, runs of bad visits and leaving; returns the slots that left."""
-        c = self.config
-        np.add.at(self.visits, slots, 1)
-        np.add.at(self.clicks, slots, n_clicks.astype(np.int64))
-        a = np.float32(c.satisfaction_memory)
-        self.satisfaction[slots] = (1 - a) * self.satisfaction[slots] + a * n_clicks
-        self.bad_run[slots] = np.where(n_clicks > 0, 0, self.bad_run[slots] + 1)
-        if c.leave_after <= 0:
-            return np.zeros(0, np.int64)
-        return self.leave(slots)
-
     def leave(self, slots: np.ndarray) -> np.ndarray:
         """Users among ``slots`` whose run of visits without a click reached ``leave_after``
-        leave (their slots go free); returns the slots that left."""
+        leave (their slots go free); returns the slots that left. (Visits, clicks,
+        satisfaction and profiles are recorded by ``kernels.feedback`` and
+        ``kernels.profile_update``.)"""
         gone = np.unique(slots[self.bad_run[slots] >= self.config.leave_after])
         gone = gone[self.active[gone]]
         if gone.size:
@@ -154,18 +144,6 @@ class Population:
             self.free.extend(gone.tolist())
             self.n_active -= int(gone.size)
         return gone
-
-    def record_clicks(self, slots: np.ndarray, ticks: np.ndarray, item_obs_sum: np.ndarray,
-                      n_clicks: np.ndarray) -> None:
-        """Fold clicked items' observed vectors (summed per request) into the profiles."""
-        dt = (ticks - self.profile_tick[slots]).astype(np.float32)
-        decay = np.exp2(-dt[:, None] * self._inv_half[None, :])
-        self.profile[slots] *= decay[:, :, None]
-        self.profile_weight[slots] *= decay
-        self.profile_tick[slots] = ticks
-        np.add.at(self.profile, slots, item_obs_sum[:, None, :])
-        np.add.at(self.profile_weight, slots,
-                  np.broadcast_to(n_clicks[:, None], decay.shape).astype(np.float32))
 
     def join(self, rng: np.random.Generator, b: int) -> int:
         """New users join free slots (cold: fresh taste and id, no history); how many joined."""
