@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import kernels
 from .world import repeated_mask
 
 
@@ -37,7 +38,7 @@ def validate_slates(action, batch: int, n: int, k: int, strict: bool) -> np.ndar
         raise ValueError(
             f"action has shape {arr.shape}, expected {expected}: "
             f"{'one slate of K' if batch == 0 else 'B slates of K'}={k} candidate indices")
-    if arr.size and (arr.min() < 0 or arr.max() >= n):
+    if arr.size and not kernels.all_in_range(arr.reshape(-1), n):
         bad = arr[(arr < 0) | (arr >= n)]
         raise ValueError(
             f"action index out of range: {bad[:5].tolist()}; candidate indices must lie in "

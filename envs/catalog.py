@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from . import kernels
 from .config import WorldConfig
 from .drift import QUALITY_FACTORS
 
@@ -122,13 +123,15 @@ class Catalog:
         c = self.config
         s = self.static.shape[1]
         out = np.empty((*slots.shape, c.item_feature_dim), np.float32)
-        out[..., :s] = self.static.take(slots.reshape(-1), axis=0).reshape(*slots.shape, s)
-        if c.stats_refresh == 0:
+        age = np.empty(slots.shape, np.float64)
+        live = c.stats_refresh == 0
+        kernels.item_features(slots.reshape(-1, slots.shape[-1]), self.static, self.pub_log_imp,
+                              self.pub_ctr, self.born, tick, not live,
+                              out.reshape(-1, *out.shape[-2:]), age.reshape(-1, slots.shape[-1]))
+        if live:
             imp = self.impressions[slots]
             out[..., s] = np.log1p(imp) / 10.0
             out[..., s + 1] = 5.0 * (self.clicks[slots] + 1.0) / (imp + 20.0)
-        else:
-            out[..., s] = self.pub_log_imp[slots]
-            out[..., s + 1] = self.pub_ctr[slots]
-        out[..., s + 2] = np.exp((self.born[slots] - tick) / c.freshness_scale)
+        age /= c.freshness_scale
+        out[..., s + 2] = np.exp(age, out=age)
         return out

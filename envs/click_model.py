@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import kernels
+
 EMPTY = -1
 _TRI: dict[int, np.ndarray] = {}
 
@@ -138,18 +140,9 @@ def greedy_reference(
         value, topics = gather_rows(value, keep), gather_rows(topics, keep)
     else:
         keep = None
-    gain = value.astype(np.float64, copy=True)
-    rows = np.arange(b)
     slate = np.empty((b, k), np.int64)
     penalty = max(float(repeat_penalty), 1e-12)  # 0 would turn -inf into NaN below
     lo, hi = 1.0 - 0.5 * contrast, 1.0  # contrast term for same / different topic above
-    prev = None
-    for pos in range(k):
-        g = gain if (contrast <= 0 or prev is None) else gain * np.where(
-            topics == prev[:, None], lo, hi)
-        best = g.argmax(axis=1)
-        slate[:, pos] = best
-        prev = topics[rows, best]
-        gain[rows, best] = -np.inf
-        gain *= np.where(topics == prev[:, None], penalty, 1.0)
+    kernels.greedy_slates(np.ascontiguousarray(value), np.ascontiguousarray(topics), k, penalty,
+                          float(contrast), lo, hi, slate)
     return gather_rows(keep, slate) if keep is not None else slate

@@ -21,6 +21,7 @@ from .types import FIELDS as _FIELDS
 from .types import Conversions
 
 FAST_SHARE, FAST_MEAN_HOURS, SLOW_MEAN_HOURS = 0.345, 0.2, 88.9
+_NONE = np.zeros(0, np.int64)
 
 
 def conversion_delays(c: WorldConfig, u_mix: np.ndarray, expo: np.ndarray) -> np.ndarray:
@@ -58,15 +59,17 @@ class ConversionQueue:
         cuts = np.flatnonzero(np.diff(land_step)) + 1
         starts = np.concatenate(([0], cuts))
         ends = np.concatenate((cuts, [land_step.size]))
-        for lo, hi in zip(starts, ends, strict=True):
-            part = {name: fields[name][order[lo:hi]].astype(np.int64) for name in _FIELDS}
+        # one gather per field, then each landing step holds slices of it (disjoint views)
+        ordered = {name: fields[name][order].astype(np.int64, copy=False) for name in _FIELDS}
+        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+            part = {name: column[lo:hi] for name, column in ordered.items()}
             self._pending.setdefault(int(land_step[lo]), []).append(part)
 
     def pop(self, step: int) -> Conversions:
         """Conversions landing at ``step`` (removed from the queue)."""
         parts = self._pending.pop(step, None)
-        if not parts:
-            return self._record()
+        if not parts:  # the common case: shared empty columns (size 0), no allocations
+            return self._record(**dict.fromkeys(_FIELDS, _NONE))
         if len(parts) == 1:
             return self._record(**parts[0])
         return self._record(**{n: np.concatenate([p[n] for p in parts]) for n in _FIELDS})

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import kernels
 from .config import WorldConfig
 
 QUALITY_FACTORS = 8  # rank of the hidden item-quality drift
@@ -123,11 +124,11 @@ def schedule_frame(c: WorldConfig, horizon: int):
                         columns=list(SCHEDULE_COLUMNS))
 
 
-def _ou_step(x: np.ndarray, dt: float, timescale: float, scale: float, z: np.ndarray) -> None:
-    """In-place exact OU update with stationary std ``scale``."""
+def _ou_coefficients(dt: float, timescale: float, scale: float) -> tuple:
+    """(keep, noise coefficient) as float32 of the exact OU update over ``dt`` with stationary
+    std ``scale``: x <- keep * x + coefficient * z."""
     a = math.exp(-dt / timescale)
-    x *= a
-    x += math.sqrt(max(0.0, 1.0 - a * a)) * scale * z
+    return np.float32(a), np.float32(math.sqrt(max(0.0, 1.0 - a * a)) * scale)
 
 
 class GlobalDrift:
@@ -178,15 +179,14 @@ class GlobalDrift:
         """Move the continuous processes forward ``dt`` ticks, to ``tick``."""
         c = self.config
         z = rng.standard_normal(c.n_topics + c.latent_dim + QUALITY_FACTORS).astype(np.float32)
-        if c.trend_scale > 0:
-            _ou_step(self.trend, dt, c.trend_timescale, c.trend_scale, z[:c.n_topics])
-        if c.population_drift_scale > 0:
-            scale = c.population_drift_scale / math.sqrt(c.latent_dim)
-            _ou_step(self.offset, dt, c.population_drift_timescale, scale,
-                     z[c.n_topics:c.n_topics + c.latent_dim])
-        if c.quality_drift_scale > 0:
-            _ou_step(self.quality_factors, dt, c.quality_drift_timescale, 1.0,
-                     z[c.n_topics + c.latent_dim:])
+        keeps, coefs = zip(*(_ou_coefficients(dt, timescale, scale) for timescale, scale in (
+            (c.trend_timescale, c.trend_scale),
+            (c.population_drift_timescale, c.population_drift_scale / math.sqrt(c.latent_dim)),
+            (c.quality_drift_timescale, 1.0))), strict=True)
+        kernels.ou_steps((self.trend, self.offset, self.quality_factors), keeps, coefs, z,
+                         (0, c.n_topics, c.n_topics + c.latent_dim),
+                         (c.trend_scale > 0, c.population_drift_scale > 0,
+                          c.quality_drift_scale > 0))
         self.topic_term = self._topic_term(tick)
 
     def reshuffle_topics(self, rng: np.random.Generator) -> None:

@@ -26,6 +26,7 @@ from collections import deque
 
 import numpy as np
 
+from . import kernels
 from .config import WorldConfig
 
 RATE_MIN, RATE_MAX = 0.25, 2.0
@@ -69,8 +70,8 @@ class Population:
         self.profile_tick = np.zeros(u, np.int64)
         self._inv_half = np.array([0.0 if math.isinf(x) else 1.0 / x
                                    for x in c.profile_half_lives], np.float32)
-        self.visits = np.zeros(u, np.int64)
-        self.clicks = np.zeros(u, np.int64)
+        self.counts = np.zeros((2, u), np.int64)  # visits and clicks, gathered together
+        self.visits, self.clicks = self.counts[0], self.counts[1]
         self.satisfaction = np.full(u, c.satisfaction_reference, np.float32)
         self.bad_run = np.zeros(u, np.int64)
 
@@ -80,9 +81,8 @@ class Population:
         r = PROPOSALS_PER_REQUEST * b + 8
         u = self.config.n_users
         pick = rng.random(r) * u  # alias method: O(1) per draw, two reads whatever U is
-        props = np.minimum(pick.astype(np.int64), u - 1)
-        other = (pick - props) >= self._alias_prob[props]
-        props[other] = self._alias[props[other]]
+        props = np.empty(r, np.int64)
+        kernels.alias_draws(pick, self._alias_prob, self._alias, props)
         unif = rng.random(r)
         if not self.dynamic_rates:
             return props[:b]
@@ -107,53 +107,43 @@ class Population:
 
     # ------------------------------------------------------------------ observation
     def features(self, slots: np.ndarray, taste_now: np.ndarray | None,
-                 projection: np.ndarray) -> np.ndarray:
-        """(B, Fu) observed user features (see the module docstring)."""
+                 projection: np.ndarray, bound: float = math.inf) -> np.ndarray:
+        """(B, Fu) observed user features (see the module docstring), clipped to
+        [-bound, bound]."""
         c = self.config
         h, o = self.profile.shape[1], c.obs_dim
         out = np.empty((slots.size, c.user_feature_dim), np.float32)
-        weight = self.profile_weight[slots]
-        blocks = self.profile[slots] / np.maximum(weight, 1e-12)[:, :, None]
-        out[:, : h * o] = blocks.reshape(slots.size, h * o)
+        log_counts = np.log1p(self.counts[:, slots])  # log visits, log clicks
+        if c.n_topics <= 128:  # the kernel sums a topic histogram as numpy does up to 128
+            kernels.user_features(slots, self.profile, self.profile_weight, self.history,
+                                  self.satisfaction, log_counts, np.float32(bound), out)
+        else:
+            weight = self.profile_weight[slots]
+            blocks = self.profile[slots] / np.maximum(weight, 1e-12)[:, :, None]
+            out[:, : h * o] = blocks.reshape(slots.size, h * o)
+            hist = self.history[slots]
+            out[:, h * o: h * o + c.n_topics] = hist / (hist.sum(axis=1, keepdims=True) + 1.0)
+            out[:, -3:-1] = (log_counts / 5.0).T
+            out[:, -1] = self.satisfaction[slots]
+            np.clip(out, -bound, bound, out=out)
         if c.user_features == "taste":
             out[:, :o] = taste_now @ projection.T + self.noise[slots]
-        hist = self.history[slots]
-        out[:, h * o: h * o + c.n_topics] = hist / (hist.sum(axis=1, keepdims=True) + 1.0)
-        out[:, -3] = np.log1p(self.visits[slots]) / 5.0
-        out[:, -2] = np.log1p(self.clicks[slots]) / 5.0
-        out[:, -1] = self.satisfaction[slots]
+            np.clip(out[:, :o], -bound, bound, out=out[:, :o])
         return out
 
     # ------------------------------------------------------------------ behaviour
-    def record_visits(self, slots: np.ndarray, n_clicks: np.ndarray) -> np.ndarray:
-        """Counters, satisfaction, runs of bad visits and leaving; returns the slots that left."""
-        c = self.config
-        np.add.at(self.visits, slots, 1)
-        np.add.at(self.clicks, slots, n_clicks.astype(np.int64))
-        a = np.float32(c.satisfaction_memory)
-        self.satisfaction[slots] = (1 - a) * self.satisfaction[slots] + a * n_clicks
-        self.bad_run[slots] = np.where(n_clicks > 0, 0, self.bad_run[slots] + 1)
-        if c.leave_after <= 0:
-            return np.zeros(0, np.int64)
-        gone = np.unique(slots[self.bad_run[slots] >= c.leave_after])
+    def leave(self, slots: np.ndarray) -> np.ndarray:
+        """Users among ``slots`` whose run of visits without a click reached ``leave_after``
+        leave (their slots go free); returns the slots that left. (Visits, clicks,
+        satisfaction and profiles are recorded by ``kernels.feedback`` and
+        ``kernels.profile_update``.)"""
+        gone = np.unique(slots[self.bad_run[slots] >= self.config.leave_after])
         gone = gone[self.active[gone]]
         if gone.size:
             self.active[gone] = False
             self.free.extend(gone.tolist())
             self.n_active -= int(gone.size)
         return gone
-
-    def record_clicks(self, slots: np.ndarray, ticks: np.ndarray, item_obs_sum: np.ndarray,
-                      n_clicks: np.ndarray) -> None:
-        """Fold clicked items' observed vectors (summed per request) into the profiles."""
-        dt = (ticks - self.profile_tick[slots]).astype(np.float32)
-        decay = np.exp2(-dt[:, None] * self._inv_half[None, :])
-        self.profile[slots] *= decay[:, :, None]
-        self.profile_weight[slots] *= decay
-        self.profile_tick[slots] = ticks
-        np.add.at(self.profile, slots, item_obs_sum[:, None, :])
-        np.add.at(self.profile_weight, slots,
-                  np.broadcast_to(n_clicks[:, None], decay.shape).astype(np.float32))
 
     def join(self, rng: np.random.Generator, b: int) -> int:
         """New users join free slots (cold: fresh taste and id, no history); how many joined."""

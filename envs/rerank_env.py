@@ -181,7 +181,7 @@ class RerankEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         c = self.config
         slate = validate_slates(action, 0, c.n_candidates, c.slate_size, self.strict)
-        shown_topics = self.world._req_topics[0, slate[0]].copy()
+        topics = self.world._req_topics[0]  # for render (the next request gets new arrays)
         out = self.world.serve(slate, with_truth=self.with_truth)
         self._steps += 1
         reward = float(out.pop("reward")[0])
@@ -199,7 +199,7 @@ class RerankEnv(gym.Env):
         }
         if "truth" in out:
             info["truth"] = _RowTruth(out["truth"])
-        self._last = (slate[0], shown_topics, info)
+        self._last = (slate[0], topics, info)
         truncated = self._steps >= c.max_steps
         return _single(self.world.observation()), reward, False, truncated, info
 
@@ -209,6 +209,7 @@ class RerankEnv(gym.Env):
         if self._last is None:
             return "(no slate served yet)\n"
         slate, topics, info = self._last
+        topics = topics[slate]
         lines = [f"request {info['request_id']}  reward so far in step: clicks="
                  f"{int(info['clicks'].sum())}"]
         lines.append(" pos  cand  item_id  topic  click")
@@ -228,15 +229,14 @@ def _single(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 class _RowTruth(LazyDict):
     """Row 0 of a batch :class:`~driftrank.envs.world.Truth`, still computed only when read."""
 
-    LAZY = Truth.LAZY
+    GROUPS = Truth.GROUPS
 
     def __init__(self, truth: Truth):
-        super().__init__({k: _row(k, v) for k, v in dict.items(truth)})
+        super().__init__()
         self._truth = truth
 
-    def _lazy(self) -> None:
-        for key in self.LAZY:
-            dict.__setitem__(self, key, _row(key, self._truth[key]))
+    def _compute(self, group: tuple[str, ...]) -> dict:
+        return {key: _row(key, self._truth[key]) for key in group}
 
 
 def _row(key: str, value):

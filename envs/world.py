@@ -36,6 +36,7 @@ import math
 import numpy as np
 
 from . import click_model as cm
+from . import kernels
 from .behaviour import BEHAVIOUR_EPSILON, BEHAVIOUR_NOISE, behaviour_slates
 from .calibration import install as install_calibration
 from .calibration import load_calibration
@@ -49,6 +50,7 @@ from .types import ClickReports, Conversions
 STREAMS = ("world", "arrivals", "recall", "clicks", "drift", "population")
 WARMUP_SALT = 0x5EED  # streams of the warm-up, distinct from every episode's
 WARMUP_BATCH = 1000
+RECALL_CHUNK = 64  # requests whose recall windows are gathered and scored together
 __all__ = ["FEATURE_BOUND", "World", "repeated_mask", "spawn_streams"]
 
 
@@ -74,23 +76,54 @@ def _coprimes(m: int) -> np.ndarray:
     return s[np.gcd(s, m) == 1]
 
 
+_EMPTY_F32 = np.zeros(0, np.float32)
+_EMPTY_2D = np.zeros((0, 0), np.float32)
+_LOG_RANK: dict[int, np.ndarray] = {}
+
+
+def _log_rank(k: int) -> np.ndarray:
+    """log(1 + position) as ``click_model.examination`` computes it (float32), cached."""
+    table = _LOG_RANK.get(k)
+    if table is None:
+        table = _LOG_RANK[k] = np.log1p(np.arange(k, dtype=np.float32))
+    return table
+_REPEAT_FACTORS: dict[tuple[float, int], np.ndarray] = {}
+
+
+def _repeat_factors(repeat_penalty: float, k: int) -> np.ndarray:
+    """repeat_penalty ** r for r = 0..K as numpy computes it in ``click_model.context_factor``
+    (float32 power), cached."""
+    table = _REPEAT_FACTORS.get((repeat_penalty, k))
+    if table is None:
+        table = _REPEAT_FACTORS[(repeat_penalty, k)] = np.power(
+            np.float32(repeat_penalty), np.arange(k + 1), dtype=np.float32)
+    return table
+
+
 class RequestTruth:
     """The true click model of one batch of requests (immutable once drawn)."""
 
-    __slots__ = ("topics", "attraction", "pconv", "sensitivity", "config", "logit")
+    __slots__ = ("topics", "attraction", "pconv", "sensitivity", "config", "logit", "_exam")
 
-    def __init__(self, config, topics, attraction, pconv, sensitivity, logit):
+    def __init__(self, config, topics, attraction, pconv, sensitivity, logit, exam=None):
         self.config, self.topics, self.attraction = config, topics, attraction
         self.pconv, self.sensitivity, self.logit = pconv, sensitivity, logit
+        self._exam = exam
 
     def slate_truth(self, slates: np.ndarray, shown: np.ndarray):
         c = self.config
-        topics = np.where(shown, cm.gather_rows(self.topics, slates), cm.EMPTY)
-        attraction = cm.gather_rows(self.attraction, slates)
-        exam = cm.examination(self.sensitivity, c.slate_size, c.position_bias)
-        p_cond = cm.slate_click_probs(exam, attraction, topics, c.repeat_penalty, c.contrast)
-        p_marg = cm.marginal_click_probs(p_cond, c.cascade_stop)
-        return p_cond, p_marg, cm.gather_rows(self.pconv, slates)
+        if self._exam is None:
+            self._exam = cm.examination(self.sensitivity, c.slate_size, c.position_bias)
+        shape = slates.shape
+        p_cond = np.empty(shape, np.float32)
+        p_marg = np.empty(shape, np.float32)
+        pconv = np.empty(shape, np.float32)
+        kernels.slate_probs(slates, shown, self.topics, self.attraction, self.pconv, self._exam,
+                            _repeat_factors(c.repeat_penalty, shape[1]),
+                            np.float32(1.0 - c.contrast), np.float32(c.contrast),
+                            np.float32(c.cascade_stop), np.empty(shape, np.int64), p_cond,
+                            p_marg, pconv)
+        return p_cond, p_marg, pconv
 
     def expected(self, slates: np.ndarray, shown: np.ndarray) -> np.ndarray:
         _, p_marg, pconv = self.slate_truth(slates, shown)
@@ -104,33 +137,38 @@ class RequestTruth:
 
 
 class LazyDict(dict):
-    """A dict whose costly entries are computed on first read (``_lazy`` fills them).
+    """A dict whose entries are computed on first read, group by group (``GROUPS``).
 
-    Any read of the whole mapping (keys, items, iteration, comparison) fills it first, so it
-    behaves as a plain dict to everyone; only code that reads the cheap keys alone skips the
-    work.
+    Reading a key computes its group and every group before it (so the keys always appear in
+    the same order); any read of the whole mapping (keys, items, iteration, comparison) fills
+    it all, so it behaves as a plain dict to everyone; code that reads nothing, or only the
+    cheap keys, skips the rest of the work.
     """
 
-    LAZY: tuple[str, ...] = ()
+    GROUPS: tuple[tuple[str, ...], ...] = ()
 
-    def _fill(self) -> None:
-        if self.LAZY and self.LAZY[0] not in self.keys_now():
-            self._lazy()
-
-    def _lazy(self) -> None:  # pragma: no cover - overridden
+    def _compute(self, group: tuple[str, ...]) -> dict:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def _fill(self, upto: str | None = None) -> None:
+        for group in self.GROUPS:
+            if not dict.__contains__(self, group[0]):
+                for key, value in self._compute(group).items():
+                    dict.__setitem__(self, key, value)
+            if upto in group:
+                return
 
     def keys_now(self):
         return dict.keys(self)
 
     def __missing__(self, key):
-        if key in self.LAZY:
-            self._lazy()
+        if any(key in group for group in self.GROUPS):
+            self._fill(key)
             return dict.__getitem__(self, key)
         raise KeyError(key)
 
     def __contains__(self, key):
-        return key in self.LAZY or dict.__contains__(self, key)
+        return any(key in group for group in self.GROUPS) or dict.__contains__(self, key)
 
     def __iter__(self):
         self._fill()
@@ -173,26 +211,32 @@ class Truth(LazyDict):
 
     Keys: ``click_probs`` and ``conversion_probs`` (B, K) of the served slates,
     ``expected_reward`` (B,), ``clicks`` (B, K) realised clicks (reported or not),
-    ``reference_slate`` (B, K) greedy on truth and ``reference_reward`` (B,).
+    ``reference_slate`` (B, K) greedy on truth and ``reference_reward`` (B,). The first four
+    are one group (cheap), the reference another.
     """
 
-    LAZY = ("reference_slate", "reference_reward")
+    GROUPS = (("click_probs", "conversion_probs", "expected_reward", "clicks"),
+              ("reference_slate", "reference_reward"))
 
     def __init__(self, request: RequestTruth, p_marg, pconv, clicks):
-        super().__init__(
-            click_probs=p_marg.astype(np.float32),
-            conversion_probs=pconv.astype(np.float32),
-            expected_reward=(p_marg * (1.0 + request.config.conversion_weight * pconv)
-                             ).sum(axis=1),
-            clicks=clicks,
-        )
-        self._request = request
+        super().__init__()
+        self._request, self._served = request, (p_marg, pconv, clicks)
 
-    def _lazy(self) -> None:
-        reference = self._request.reference()
-        dict.__setitem__(self, "reference_slate", reference)
-        dict.__setitem__(self, "reference_reward", self._request.expected(
-            reference, np.ones(reference.shape, bool)))
+    def _compute(self, group: tuple[str, ...]) -> dict:
+        request = self._request
+        if group is self.GROUPS[0]:
+            p_marg, pconv, clicks = self._served
+            return {
+                "click_probs": p_marg.astype(np.float32),
+                "conversion_probs": pconv.astype(np.float32),
+                "expected_reward": (p_marg * (1.0 + request.config.conversion_weight * pconv)
+                                    ).sum(axis=1),
+                "clicks": clicks.astype(np.float32),
+            }
+        reference = request.reference()
+        return {"reference_slate": reference,
+                "reference_reward": request.expected(reference,
+                                                     np.ones(reference.shape, bool))}
 
 
 class World:
@@ -224,6 +268,7 @@ class World:
         if c.calibration is not None:
             install_calibration(self, load_calibration(c.calibration))
 
+        self._buffers: dict[tuple, np.ndarray] = {}
         self.conversions = ConversionQueue()
         self.click_queue = ConversionQueue(ClickReports)
         self.step_index = 0
@@ -274,6 +319,16 @@ class World:
         self.tick = 0
         self.drift.topic_term = self.drift._topic_term(0)
         self.rng, self.batch_size = episode_rng, episode_b
+        self._buffers.clear()  # the warm-up's batch size is not the episode's
+
+    def _scratch(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        """A work array the world reuses from step to step (never handed out): large fresh
+        arrays cost a page fault per 4 KiB on every step."""
+        key = (name, shape, dtype)
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = self._buffers[key] = np.empty(shape, dtype)
+        return buf
 
     # ------------------------------------------------------------------ v1 names
     @property
@@ -327,21 +382,20 @@ class World:
         pop = self.users
         ticks = self.tick + np.arange(b, dtype=np.int64)
         users = pop.arrivals(self.rng["arrivals"], b)
-        last = pop.last_seen[users]
-        first = last == NEVER
-        gap = np.where(first, ticks + 1, ticks - last).astype(np.float32)
+        gap = np.empty(b, np.float32)
+        first = np.empty(b, bool)
+        kernels.visit_gaps(users, ticks, pop.last_seen, NEVER, gap, first)
 
         z = self.rng["drift"].standard_normal((b, c.latent_dim)).astype(np.float32)
-        if math.isfinite(c.user_drift_timescale):
-            a = np.exp(-gap / c.user_drift_timescale)[:, None]
-            pop.taste[users] = a * pop.taste[users] + np.sqrt(1 - a * a) * (
-                z / math.sqrt(c.latent_dim))
-        if c.boredom_gain > 0:
-            pop.boredom[users] *= np.exp2(-gap / c.boredom_half_life)[:, None]
-        pop.history[users] *= np.exp2(-gap / c.history_half_life)[:, None]
-        pop.last_seen[users] = ticks
-
-        u_eff = pop.taste[users] + self.drift.offset
+        none = _EMPTY_F32
+        keep = (np.exp(-gap / c.user_drift_timescale) if math.isfinite(c.user_drift_timescale)
+                else none)
+        bored = np.exp2(-gap / c.boredom_half_life) if c.boredom_gain > 0 else none
+        u_eff = np.empty((b, c.latent_dim), np.float32)
+        kernels.visit_update(users, ticks, pop.last_seen, keep, z,
+                             np.float32(math.sqrt(c.latent_dim)), bored,
+                             np.exp2(-gap / c.history_half_life), pop.taste, pop.boredom,
+                             pop.history, self.drift.offset, u_eff)
         cands, core = self._recall(u_eff)
         req = self._truth_for(users, cands, frozen=False, core=core)
         self._req_users = users
@@ -386,26 +440,34 @@ class World:
         strides = self._strides[g.integers(self._strides.size, size=b)]
         noise = g.standard_normal((b, n_pool)).astype(np.float32)
         column_order = g.permutation(c.n_candidates)
-        steps = np.arange(length, dtype=self._index_dtype)
-        position = (offsets.astype(self._index_dtype)[:, None]
-                    + strides.astype(self._index_dtype)[:, None] * steps)
-        position %= self._index_dtype(m)  # int32 when it fits: 3x faster than int64 modulo
-        window = self._recall_order.take(position)
-        vectors = self.items.v.take(window.reshape(-1), axis=0).reshape(b, length, -1)
-        affinity = np.matmul(vectors, u_eff[:, :, None])[:, :, 0] * self._k_aff
+        index = self._index_dtype
+        window = np.empty((b, length), index)
+        offsets, strides = offsets.astype(index), strides.astype(index)
+        # in chunks of requests, so the gathered vectors are still in cache for the product
+        vectors = self._scratch("vectors", (min(b, RECALL_CHUNK), length, c.latent_dim),
+                                np.float32)
+        affinity = np.empty((b, length), np.float32)
+        for lo in range(0, b, RECALL_CHUNK):
+            hi = min(b, lo + RECALL_CHUNK)
+            chunk = vectors[: hi - lo]
+            kernels.recall_window(offsets[lo:hi], strides[lo:hi], length, self._recall_order,
+                                  self.items.v, window[lo:hi], chunk)
+            affinity[lo:hi] = np.matmul(chunk, u_eff[lo:hi, :, None])[:, :, 0]
+        affinity *= self._k_aff
         if n_rel == 0:
             return window[:, column_order], affinity[:, column_order]
+        cands = np.empty((b, c.n_candidates), index)
+        core = np.empty((b, c.n_candidates), np.float32)
         if n_rel < n_pool:
-            topic = self.items.topic.take(window[:, :n_pool])
-            score = affinity[:, :n_pool] + self.drift.topic_term[topic]
-            score += self.drift.recall_topic_bias[topic]
-            score += np.float32(c.recall_noise) * noise
-            top = np.argpartition(-score, n_rel - 1, axis=1)[:, :n_rel]
-            pick = np.concatenate([top, np.broadcast_to(steps[n_pool:], (b, length - n_pool))],
-                                  axis=1)[:, column_order]
+            score = np.empty((b, n_pool), np.float32)
+            kernels.recall_scores(affinity, window, self.items.topic, self.drift.topic_term,
+                                  self.drift.recall_topic_bias, np.float32(c.recall_noise),
+                                  noise, score)
+            top = np.argpartition(score, n_rel - 1, axis=1)[:, :n_rel]
         else:
-            pick = np.broadcast_to(steps[column_order], (b, c.n_candidates))
-        return cm.gather_rows(window, pick), cm.gather_rows(affinity, pick)
+            top = np.broadcast_to(np.arange(n_rel), (b, n_rel))
+        kernels.recall_pick(window, affinity, top, n_pool, column_order, cands, core)
+        return cands, core
 
     def observation(self) -> dict[str, np.ndarray]:
         """Observation batch of the pending requests (see ``driftrank.envs.types``)."""
@@ -417,12 +479,11 @@ class World:
         c = self.config
         users, cands = self._req_users, self._req_cands
         pop = self.users
-        user = pop.features(users, self._req_u_eff, self.projection)
-        np.clip(user, -FEATURE_BOUND, FEATURE_BOUND, out=user)
+        user = pop.features(users, self._req_u_eff, self.projection, FEATURE_BOUND)
         if c.user_features == "taste":
             activity = pop.activity_feature[users]
-        else:  # observed visit frequency (per day since first visit), not the hidden rate
-            activity = np.clip(np.log1p(pop.visits[users]) / 5.0, 0, FEATURE_BOUND)
+        else:  # observed visit frequency (log visits / 5, clipped as the user features are)
+            activity = user[:, -3]
         angle = 2 * np.pi * self._req_ticks / c.period
         context = np.empty((users.size, c.context_dim), np.float32)
         context[:, 0] = np.sin(angle)
@@ -470,6 +531,8 @@ class World:
         The one place where the attraction logit is put together."""
         c = self.config
         pop, items = self.users, self.items
+        if core is not None and not frozen:
+            return self._current_truth(users, cands, core)
         if frozen:
             u_eff = pop.taste0[users] + self._offset0
             quality = items.quality0[cands]
@@ -487,6 +550,31 @@ class World:
         pconv = _sigmoid(c.conversion_bias + c.conversion_gain * core).astype(np.float32)
         logit = logit.astype(np.float32)
         return RequestTruth(c, topics, _sigmoid(logit), pconv, pop.sensitivity[users], logit)
+
+    def _current_truth(self, users, cands, core) -> RequestTruth:
+        """``_truth_for`` under the current truth with known affinities, in two kernels and
+        one numpy ``exp`` (attraction, conversion and examination exponentials together)."""
+        c = self.config
+        pop, items = self.users, self.items
+        b, n = cands.shape
+        k = c.slate_size
+        shift = (items.loading[cands] @ self.drift.quality_factors
+                 if c.quality_drift_scale > 0 else _EMPTY_2D)
+        topics = np.empty((b, n), np.int64)
+        logit = np.empty((b, n), np.float32)
+        exps = np.empty((3, b, n), np.float32)
+        kernels.truth_logits(cands, core, users, items.quality, shift, items.topic,
+                             self.drift.topic_term, np.float32(c.attraction_bias),
+                             pop.boredom if c.boredom_gain > 0 else _EMPTY_2D,
+                             np.float32(c.conversion_bias), np.float32(c.conversion_gain),
+                             pop.sensitivity, np.float32(-c.position_bias),
+                             _log_rank(k), topics, logit, exps)
+        np.exp(exps, out=exps)
+        attraction = np.empty((b, n), np.float32)
+        pconv = np.empty((b, n), np.float32)
+        exam = np.empty((b, k), np.float32)
+        kernels.sigmoids(exps, attraction, pconv, exam)
+        return RequestTruth(c, topics, attraction, pconv, None, logit, exam)
 
     def true_attraction(self) -> np.ndarray:
         """(B, N) true attraction logits of the pending candidates (for the logging policy and
@@ -506,18 +594,21 @@ class World:
         b, k = slates.shape
         users = self._req_users
         req = self._req
-        shown = ~repeated_mask(slates)
+        shown = np.empty((b, k), bool)
+        kernels.shown_mask(slates, shown)
         p_cond, p_marg, pconv = req.slate_truth(slates, shown)
 
         g = self.rng["clicks"]
         dice = g.random((4, b, k), dtype=np.float32)
         expo = g.standard_exponential((b, k), dtype=np.float32)
-        clicks = cm.sample_clicks(p_cond, c.cascade_stop, dice[0], dice[1])
-        slots = cm.gather_rows(self._req_cands, slates)
+        clicks = np.empty((b, k), bool)
+        converted = np.empty((b, k), bool)
+        slots = np.empty((b, k), self._req_cands.dtype)
+        kernels.sample_clicks(p_cond, pconv, dice, np.float32(c.cascade_stop), self._req_cands,
+                              slates, clicks, converted, slots)
         request_ids = self._req_ticks
         item_ids = self.items.ids[slots]
 
-        converted = clicks & (dice[2] < pconv)
         if converted.any():
             delays = conversion_delays(c, dice[3], expo)
             converted &= delays > 0
@@ -525,10 +616,10 @@ class World:
         landed: Conversions = self.conversions.pop(self.step_index)
 
         if c.click_delay == 0:
-            rows, positions = np.nonzero(clicks)
+            rows, positions, request, user, item = kernels.click_reports(
+                clicks, request_ids, users, self.users.ids, item_ids)
             reports = ClickReports(
-                request_id=request_ids[rows], row=rows, user_id=self.users.ids[users[rows]],
-                item_id=item_ids[rows, positions], position=positions,
+                request_id=request, row=rows, user_id=user, item_id=item, position=positions,
                 served_step=np.full(rows.size, self.step_index, np.int64),
                 delay=np.zeros(rows.size, np.int64))
             reported_now = clicks.astype(np.float32)
@@ -537,18 +628,21 @@ class World:
                 self._queue(self.click_queue, clicks, np.full((b, k), c.click_delay), item_ids)
             reports = self.click_queue.pop(self.step_index)
             reported_now = np.zeros((b, k), np.float32)
-        reward = (np.bincount(reports.row, minlength=b) + np.float32(c.conversion_weight)
-                  * np.bincount(landed.row, minlength=b)).astype(np.float32)
-
-        gap = np.where(self._req_first, -1, self._req_gap.astype(np.int64))
+        empty_slots = np.empty(b, np.int64)
+        served = np.empty((b, k), np.int64)
+        gap = np.empty(b, np.int64)
+        reward = np.empty(b, np.float32)
+        kernels.step_outputs(shown, item_ids, self._req_first, self._req_gap, reports.row,
+                             landed.row, np.float32(c.conversion_weight), empty_slots, served,
+                             gap, reward)
         out = {
             "request_id": request_ids,
             "clicks": reported_now,
             "click_reports": reports,
             "reward": reward,
             "conversions": landed,
-            "empty_slots": (~shown).sum(axis=1),
-            "served_item_ids": np.where(shown, item_ids, -1),
+            "empty_slots": empty_slots,
+            "served_item_ids": served,
             "return_gap": gap,
         }
         if with_truth:
@@ -590,27 +684,26 @@ class World:
         """Behaviour the world records: item counters, user profiles, satisfaction, leaving,
         consumption feedback (the action-dependent world changes)."""
         c = self.config
-        pop = self.users
-        n_clicks = clicks.sum(axis=1)
-        rows, positions = np.nonzero(clicks)
-        clicked = slots[rows, positions]
-        self.items.record(slots[shown], clicked)
-        pop.record_visits(users, n_clicks.astype(np.float32))
-        if rows.size == 0:
-            return
-        has = n_clicks > 0
-        obs_vectors = self.items.static[slots, c.n_topics:]  # (B, K, obs_dim), observed
-        item_sum = (obs_vectors * clicks[:, :, None]).sum(axis=1)
-        pop.record_clicks(users[has], self._req_ticks[has], item_sum[has],
-                          n_clicks[has].astype(np.float32))
-        clicker = users[rows]
-        topic = self.items.topic[clicked]
-        np.add.at(pop.history, (clicker, topic), 1.0)
-        if c.boredom_gain > 0:
-            np.add.at(pop.boredom, (clicker, topic), np.float32(c.boredom_gain))
-        if c.consumption_rate > 0:
-            pull = c.consumption_rate * (self.items.v[clicked] - pop.taste[clicker])
-            np.add.at(pop.taste, clicker, pull.astype(np.float32))
+        pop, items = self.users, self.items
+        b = clicks.shape[0]
+        n_clicks = np.empty(b, np.int64)
+        has_rows = np.empty(b, np.int64)
+        decay = np.empty((b, pop.profile.shape[1]), np.float32)
+        item_sum = np.empty((b, c.obs_dim), np.float32)
+        n_has = kernels.feedback(
+            users, slots, shown, clicks, items.impressions, items.clicks, items.topic,
+            items.static, c.n_topics, items.v, pop.visits, pop.clicks, pop.satisfaction,
+            pop.bad_run, pop.history, pop.boredom, pop.taste, np.float32(c.satisfaction_memory),
+            np.float32(c.boredom_gain), np.float32(c.consumption_rate), self._req_ticks,
+            pop.profile_tick, pop._inv_half, n_clicks, has_rows, decay, item_sum)
+        if c.leave_after > 0:
+            pop.leave(users)
+        if n_has:
+            has = has_rows[:n_has]
+            decay = np.exp2(decay[:n_has], out=decay[:n_has])
+            kernels.profile_update(users[has], self._req_ticks[has], decay, item_sum[has],
+                                   n_clicks[has], pop.profile, pop.profile_weight,
+                                   pop.profile_tick)
 
 
 def repeated_mask(slates: np.ndarray) -> np.ndarray:
