@@ -243,14 +243,16 @@ class LastSearch:
         direction is needed, the greedy slate's log-probs (B, K) recomputed with autograd on
         w.r.t. fresh leaves (activations, or per-row parameter offsets)."""
         gen, r = self.generator, self.resamples
-        if r:
-            e, h = torch.cat([enc, enc.repeat_interleave(r, 0)]), torch.cat(
-                [h0, h0.repeat_interleave(r, 0)])
-            noise = torch.cat([noise.new_zeros((b, *noise.shape[1:])), noise])
-            slates = gen.decode(e, h, noise=noise)[0]
+        if r:  # per request: the greedy row (zero noise), then its r samples
+            g = r + 1
+            rows = torch.zeros(b, g, *noise.shape[1:])
+            rows[:, 1:] = noise.view(b, r, *noise.shape[1:])
+            slates = gen.decode_slates(enc, h0.repeat_interleave(g, 0),
+                                       noise=rows.view(b * g, *noise.shape[1:])).view(b, g, -1)
+            base, res = slates[:, 0], slates[:, 1:].reshape(b * r, -1)
         else:
-            slates = gen.decode(enc, h0)[0]
-        base, res = slates[:b], slates[b:]
+            base, res = gen.decode_slates(enc, h0), h0.new_empty(0, self.slate_size,
+                                                                  dtype=torch.int64)
         if self.n_offsets == 0:
             return base, res, None, []
         with torch.enable_grad():
@@ -324,13 +326,11 @@ class LastSearch:
             for nm, g in zip(gen.perturbable_parameters(), grads, strict=True):
                 u = _unit_offset(g, params[nm].detach().expand_as(g)).repeat_interleave(s_n, 0)
                 pd[nm] = u * col.view(-1, *([1] * (u.ndim - 1)))
-            return gen.decode(enc.repeat_interleave(s_n, 0), h0.repeat_interleave(s_n, 0),
-                              param_delta=pd)[0]
-        d_enc = _unit_offset(grads[0], enc).repeat_interleave(s_n, 0)
+            return gen.decode_slates(enc, h0.repeat_interleave(s_n, 0), param_delta=pd)
+        d_enc = _unit_offset(grads[0], enc)
         d_h0 = _unit_offset(grads[1], h0).repeat_interleave(s_n, 0)
-        e = enc.repeat_interleave(s_n, 0) + col.view(-1, 1, 1) * d_enc
         h = h0.repeat_interleave(s_n, 0) + col.view(-1, 1) * d_h0
-        return gen.decode(e, h)[0]
+        return gen.decode_slates(enc, h, enc_offset=d_enc, offset_scale=col)
 
     def _serial(self, user, cand, ids, enc, h0, logp, leaves, v_base, v_res):
         """Serial ascent on one activation offset: slates (B, T, K) and values (B, T, K)."""
@@ -342,7 +342,7 @@ class LastSearch:
             g_enc, g_h0 = self._direction(self._advantage(values, v_res), cur_logp, cur_leaves)
             e = e + self.serial_step * _unit_offset(g_enc, enc)
             h = h + self.serial_step * _unit_offset(g_h0, h0)
-            slate = self.generator.decode(e, h)[0]
+            slate = self.generator.decode_slates(e, h)
             cur_leaves = [e.detach().requires_grad_(True), h.detach().requires_grad_(True)]
             with torch.enable_grad():
                 cur_logp = self.generator.slate_log_probs(*cur_leaves, slate)
