@@ -248,8 +248,9 @@ class LastSearch:
             rows = torch.zeros(b, g, *noise.shape[1:])
             rows[:, 1:] = noise.view(b, r, *noise.shape[1:])
             slates = gen.decode_slates(enc, h0.repeat_interleave(g, 0),
-                                       noise=rows.view(b * g, *noise.shape[1:])).view(b, g, -1)
-            base, res = slates[:, 0], slates[:, 1:].reshape(b * r, -1)
+                                       noise=rows.view(b * g, *noise.shape[1:]))
+            slates = slates.view(b, g, self.slate_size)
+            base, res = slates[:, 0], slates[:, 1:].reshape(b * r, self.slate_size)
         else:
             base, res = gen.decode_slates(enc, h0), h0.new_empty(0, self.slate_size,
                                                                   dtype=torch.int64)

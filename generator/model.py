@@ -218,7 +218,9 @@ class SlateGenerator(nn.Module):
         """
         b, n, h = enc.shape
         m = h0.shape[0]
-        if m % b or h0.shape[1] != h:
+        if b == 0 and m == 0:
+            return torch.empty(0, slate_size or self.config.slate_size, dtype=torch.int64)
+        if b == 0 or m % b or h0.ndim != 2 or h0.shape[1] != h:
             raise ValueError(f"h0 must be (B * G, {h}) with B={b}, got {tuple(h0.shape)}")
         g = m // b
         if (enc_offset is None) != (offset_scale is None):
