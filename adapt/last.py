@@ -225,6 +225,26 @@ class LastSearch:
                              f"got {tuple(out.shape)}")
         return out
 
+    def _unique_values(self, user, cand, ids, slates, known=None) -> torch.Tensor:
+        """Per-position values (B, C - C0, K) of the columns ``C0..`` of ``slates`` (B, C, K)
+        whose first ``C0`` columns are already judged (``known`` (B, C0, K), or none).
+
+        Only slates that no earlier column of the same request already holds are judged (step
+        offsets often land on the same slate); a repeat gets the values of its first copy,
+        which the judge, deterministic per row, would have given it anyway."""
+        b, c, k = slates.shape
+        c0 = 0 if known is None else known.shape[1]
+        eq = (slates.unsqueeze(2) == slates.unsqueeze(1)).all(-1)  # [i, a, b]: a's == b's
+        first = eq[:, c0:].to(torch.uint8).argmax(dim=2)  # (B, C - C0): first equal column
+        req, col = (first == torch.arange(c0, c)).nonzero(as_tuple=True)
+        col = col + c0
+        values = slates.new_empty((b, c, k), dtype=torch.float32)
+        if c0:
+            values[:, :c0] = known
+        if len(req):
+            values[req, col] = self._values(user, cand, ids, slates[req, col], req).float()
+        return values[torch.arange(b).unsqueeze(1), first]
+
     @staticmethod
     def _advantage(v_base: torch.Tensor, v_res: torch.Tensor | None) -> torch.Tensor:
         if v_res is not None and v_res.shape[1] > 0:
@@ -281,10 +301,9 @@ class LastSearch:
             timing["decode"] = time.perf_counter() - t
 
             t = time.perf_counter()
-            first = torch.cat([base, res])
-            req = torch.cat([arange_b, arange_b.repeat_interleave(r_n)])
-            v_all = self._values(user, cand, ids, first, req)
-            v_base, v_res = v_all[:b], v_all[b:].view(b, r_n, k)
+            first = torch.cat([base.unsqueeze(1), res.view(b, r_n, k)], dim=1)
+            v_all = self._unique_values(user, cand, ids, first)
+            v_base, v_res = v_all[:, 0], v_all[:, 1:]
             timing["judge"] = time.perf_counter() - t
 
             t = time.perf_counter()
@@ -295,10 +314,9 @@ class LastSearch:
                                                  v_base, v_res)
             else:
                 grads = self._direction(self._advantage(v_base, v_res), logp, leaves)
-                off = self._offset_decode(enc, h0, grads, leaves, b)
-                v_off = self._values(user, cand, ids, off,
-                                     arange_b.repeat_interleave(s_n)).view(b, s_n, k)
-                off_slates = off.view(b, s_n, k)
+                off_slates = self._offset_decode(enc, h0, grads, leaves, b).view(b, s_n, k)
+                v_off = self._unique_values(user, cand, ids, torch.cat([first, off_slates], 1),
+                                            v_all)
             timing["candidates"] = time.perf_counter() - t
 
         all_slates = torch.cat([base.unsqueeze(1), off_slates, res.view(b, r_n, k)], dim=1)
