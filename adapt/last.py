@@ -69,11 +69,14 @@ def _unit_offset(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def select_best(slates: torch.Tensor, scores: torch.Tensor, min_gain: float = 0.0):
     """Winner per request among candidate ``slates`` (B, C, K) with ``scores`` (B, C); column 0
-    is the greedy slate. A candidate equal to the greedy slate gets its score exactly; another
-    wins only if it beats column 0 by more than ``min_gain``. Returns (winner (B,), scores)."""
+    is the greedy slate. Every candidate gets exactly the score of the first column holding
+    the same slate (so a repeat of the greedy slate scores as the greedy, and which copy of a
+    slate wins never depends on float rounding); a candidate wins only if it beats column 0
+    by more than ``min_gain``. Returns (winner (B,), scores)."""
     b = slates.shape[0]
-    same = (slates == slates[:, :1]).all(dim=-1)
-    scores = torch.where(same, scores[:, :1], scores)
+    eq = (slates.unsqueeze(2) == slates.unsqueeze(1)).all(dim=-1)  # [i, a, c]: a's == c's
+    first = eq.to(torch.uint8).argmax(dim=2)  # (B, C): first column with the same slate
+    scores = scores.gather(1, first)
     winner = torch.zeros(b, dtype=torch.int64)
     if scores.shape[1] > 1:
         best_score, best = scores[:, 1:].max(dim=1)
