@@ -221,7 +221,9 @@ class LastSearch:
         item_ids = None if ids is None else ids[req.unsqueeze(1), slates]
         u = user[req]
         if self.judge is None:
-            return self.evaluator(u, items, item_ids)
+            with torch.inference_mode():  # cheaper per operation; the clone leaves it
+                out = self.evaluator(u, items, item_ids)
+            return out.clone()
         out = torch.as_tensor(self.judge(u, items, item_ids)).detach().float()
         if tuple(out.shape) != tuple(slates.shape):
             raise ValueError(f"judge must return per-position values {tuple(slates.shape)}, "
