@@ -140,8 +140,9 @@ class ListwiseEvaluator(nn.Module):
         cache = self.__dict__.setdefault("_pair_mask_cache", {})
         key = (k, str(device))
         if key not in cache:
-            above = torch.ones(k, k, dtype=torch.bool, device=device).tril(-1)
-            cache[key] = [(~m, m.any(-1), m.sum(-1).clamp(min=1)) for m in (above, above.T)]
+            with torch.inference_mode(False):  # ordinary tensors, usable when training too
+                above = torch.ones(k, k, dtype=torch.bool, device=device).tril(-1)
+                cache[key] = [(~m, m.any(-1), m.sum(-1).clamp(min=1)) for m in (above, above.T)]
         return cache[key]
 
     def _pairwise(self, it: torch.Tensor) -> torch.Tensor:

@@ -67,8 +67,8 @@ def _one_thread() -> tuple[contextlib.AbstractContextManager[Any], str]:
 
 def bench_memory(
     batch: int = 4096,
-    key_dim: int = 64,
-    n_bits: int = 12,
+    key_dim: int = 80,
+    n_bits: int = 10,
     n_arrays: int = 32,
     n_stored: int = 1_000_000,
     repeats: int = 9,
@@ -79,6 +79,9 @@ def bench_memory(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Measure write/read throughput of ``ErrorMemory`` and compare a query batch with faiss.
+
+    The defaults are what the memory agents (``reloop2``, ``last+reloop2``) build: keys of the
+    evaluator's 64 hidden units plus 16 item-id dimensions, ``L = 10`` bits, ``R = 32`` arrays.
 
     Returns a flat dict (figures in samples per second and milliseconds per batch; faiss
     entries None when faiss is unavailable or ``with_faiss`` is False, see ``faiss_note``).
@@ -179,8 +182,8 @@ def _main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch", type=int, default=4096)
-    ap.add_argument("--key-dim", type=int, default=64)
-    ap.add_argument("--n-bits", type=int, nargs="+", default=[8, 12])
+    ap.add_argument("--key-dim", type=int, default=80)
+    ap.add_argument("--n-bits", type=int, nargs="+", default=[10, 12])
     ap.add_argument("--n-arrays", type=int, default=32)
     ap.add_argument("--n-stored", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=9)

@@ -254,11 +254,11 @@ class SlateGenerator(nn.Module):
         base = torch.arange(b).repeat_interleave(g) * n  # first flat candidate of each row
         if enc_offset is not None:
             col = offset_scale.reshape(m, 1).to(enc.dtype)
-            dkeys_t = F.linear(enc_offset, self.pointer_key.weight).transpose(1, 2)  # (B, H, N)
             dstatic = F.linear(enc_offset, self.static_score.weight).squeeze(-1)
             static = static + col * dstatic.repeat_interleave(g, 0)
             off_flat = enc_offset.reshape(b * n, h)
-        keys_t = keys.transpose(1, 2)  # (B, H, N)
+            keys = torch.cat([keys, F.linear(enc_offset, self.pointer_key.weight)], dim=1)
+        keys_t = keys.transpose(1, 2)  # (B, H, N), or (B, H, 2N) with the offset's keys
         state = h0
         x = self.start.expand(m, h)
         mask = torch.zeros(m, n, dtype=torch.bool)
@@ -276,10 +276,8 @@ class SlateGenerator(nn.Module):
             if g == 1 and enc_offset is None:  # exactly decode()'s matrix-vector product
                 logit = torch.bmm(keys, q.unsqueeze(-1)).squeeze(-1)
             else:
-                qg = q.view(b, g, h)
-                logit = torch.bmm(qg, keys_t).view(m, n)
-                if enc_offset is not None:
-                    logit = logit + col * torch.bmm(qg, dkeys_t).view(m, n)
+                both = torch.bmm(q.view(b, g, h), keys_t).view(m, -1)  # one small product
+                logit = both if enc_offset is None else both[:, :n] + col * both[:, n:]
             logit = logit * scale + static
             logit = clip * torch.tanh(logit / clip)
             logit.masked_fill_(mask, float("-inf"))

@@ -442,5 +442,6 @@ def test_bench_last_reports_rows():
     assert methods == [("generator_greedy", 0), ("last", 2), ("best-of-n", 2), ("flagship", 2)]
     for r in rows:
         assert r["b1_p50_ms"] > 0 and r["b1_p99_ms"] >= r["b1_p50_ms"] and r["bL_rps"] > 0
+        assert r["b1_cpu_p50_ms"] > 0 and r["bL_cpu_rps"] > 0  # local: CPU time too
     with pytest.raises(ValueError, match="unknown backends"):
         bench_last(backends=("gpu",))
