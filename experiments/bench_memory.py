@@ -32,6 +32,7 @@ import contextlib  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from ..adapt.error_memory import ErrorMemory  # noqa: E402
 from .timing import median_seconds  # noqa: E402
@@ -105,6 +106,8 @@ def bench_memory(
     stored = np.empty((n_stored, key_dim), dtype=np.float32) if faiss is not None else None
 
     limit, threads_note = _one_thread()
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the hashing matmul runs in torch (see ErrorMemory._index)
     with limit:
         if faiss is not None:
             faiss.omp_set_num_threads(1)
@@ -142,6 +145,7 @@ def bench_memory(
             index.search(queries[1][:64], faiss_k)  # warm-up
             t_faiss = median_seconds(lambda: index.search(queries[0], faiss_k), faiss_repeats)
 
+    torch.set_num_threads(torch_threads)
     return {
         "batch": batch,
         "key_dim": key_dim,
@@ -161,7 +165,7 @@ def bench_memory(
         "faiss_query_batch_ms": None if t_faiss is None else 1e3 * t_faiss,
         "faiss_queries_per_s": None if t_faiss is None else batch / t_faiss,
         "read_speedup_vs_faiss": None if t_faiss is None else t_faiss / t_read,
-        "threads": threads_note,
+        "threads": f"BLAS {threads_note}; torch 1",
         "cpu": _cpu_model(),
         "numpy": np.__version__,
     }
