@@ -25,7 +25,8 @@ For each request of a batch:
    ``mode="serial"`` takes ``serial_steps`` ascent steps on one activation offset, re-judging
    after each. Steps are signed: a negative step moves against the direction (kept as a check
    that the sign matters). All offsets of all requests are one batched decode.
-5. **Selection**: all candidates are judged (per-position values, summed); the best is served.
+5. **Selection**: all candidates are judged (per-position values, summed; each distinct slate of
+   a request once, a repeat scoring exactly as its first copy); the best is served.
    The greedy slate is candidate 0 and wins ties (a candidate must beat it by more than
    ``min_gain``). Selection never sees labels or the world's truth.
 
