@@ -25,7 +25,8 @@ For each request of a batch:
    ``mode="serial"`` takes ``serial_steps`` ascent steps on one activation offset, re-judging
    after each. Steps are signed: a negative step moves against the direction (kept as a check
    that the sign matters). All offsets of all requests are one batched decode.
-5. **Selection**: all candidates are judged (per-position values, summed); the best is served.
+5. **Selection**: all candidates are judged (per-position values, summed; each distinct slate of
+   a request once, a repeat scoring exactly as its first copy); the best is served.
    The greedy slate is candidate 0 and wins ties (a candidate must beat it by more than
    ``min_gain``). Selection never sees labels or the world's truth.
 
@@ -69,11 +70,14 @@ def _unit_offset(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def select_best(slates: torch.Tensor, scores: torch.Tensor, min_gain: float = 0.0):
     """Winner per request among candidate ``slates`` (B, C, K) with ``scores`` (B, C); column 0
-    is the greedy slate. A candidate equal to the greedy slate gets its score exactly; another
-    wins only if it beats column 0 by more than ``min_gain``. Returns (winner (B,), scores)."""
+    is the greedy slate. Every candidate gets exactly the score of the first column holding
+    the same slate (so a repeat of the greedy slate scores as the greedy, and which copy of a
+    slate wins never depends on float rounding); a candidate wins only if it beats column 0
+    by more than ``min_gain``. Returns (winner (B,), scores)."""
     b = slates.shape[0]
-    same = (slates == slates[:, :1]).all(dim=-1)
-    scores = torch.where(same, scores[:, :1], scores)
+    eq = (slates.unsqueeze(2) == slates.unsqueeze(1)).all(dim=-1)  # [i, a, c]: a's == c's
+    first = eq.to(torch.uint8).argmax(dim=2)  # (B, C): first column with the same slate
+    scores = scores.gather(1, first)
     winner = torch.zeros(b, dtype=torch.int64)
     if scores.shape[1] > 1:
         best_score, best = scores[:, 1:].max(dim=1)
@@ -218,12 +222,34 @@ class LastSearch:
         item_ids = None if ids is None else ids[req.unsqueeze(1), slates]
         u = user[req]
         if self.judge is None:
-            return self.evaluator(u, items, item_ids)
+            with torch.inference_mode():  # cheaper per operation; the clone leaves it
+                out = self.evaluator(u, items, item_ids)
+            return out.clone()
         out = torch.as_tensor(self.judge(u, items, item_ids)).detach().float()
         if tuple(out.shape) != tuple(slates.shape):
             raise ValueError(f"judge must return per-position values {tuple(slates.shape)}, "
                              f"got {tuple(out.shape)}")
         return out
+
+    def _unique_values(self, user, cand, ids, slates, known=None) -> torch.Tensor:
+        """Per-position values (B, C - C0, K) of the columns ``C0..`` of ``slates`` (B, C, K)
+        whose first ``C0`` columns are already judged (``known`` (B, C0, K), or none).
+
+        Only slates that no earlier column of the same request already holds are judged (step
+        offsets often land on the same slate); a repeat gets the values of its first copy,
+        which the judge, deterministic per row, would have given it anyway."""
+        b, c, k = slates.shape
+        c0 = 0 if known is None else known.shape[1]
+        eq = (slates.unsqueeze(2) == slates.unsqueeze(1)).all(-1)  # [i, a, b]: a's == b's
+        first = eq[:, c0:].to(torch.uint8).argmax(dim=2)  # (B, C - C0): first equal column
+        req, col = (first == torch.arange(c0, c)).nonzero(as_tuple=True)
+        col = col + c0
+        values = slates.new_empty((b, c, k), dtype=torch.float32)
+        if c0:
+            values[:, :c0] = known
+        if len(req):
+            values[req, col] = self._values(user, cand, ids, slates[req, col], req).float()
+        return values[torch.arange(b).unsqueeze(1), first]
 
     @staticmethod
     def _advantage(v_base: torch.Tensor, v_res: torch.Tensor | None) -> torch.Tensor:
@@ -243,14 +269,17 @@ class LastSearch:
         direction is needed, the greedy slate's log-probs (B, K) recomputed with autograd on
         w.r.t. fresh leaves (activations, or per-row parameter offsets)."""
         gen, r = self.generator, self.resamples
-        if r:
-            e, h = torch.cat([enc, enc.repeat_interleave(r, 0)]), torch.cat(
-                [h0, h0.repeat_interleave(r, 0)])
-            noise = torch.cat([noise.new_zeros((b, *noise.shape[1:])), noise])
-            slates = gen.decode(e, h, noise=noise)[0]
+        if r:  # per request: the greedy row (zero noise), then its r samples
+            g = r + 1
+            rows = torch.zeros(b, g, *noise.shape[1:])
+            rows[:, 1:] = noise.view(b, r, *noise.shape[1:])
+            slates = gen.decode_slates(enc, h0.repeat_interleave(g, 0),
+                                       noise=rows.view(b * g, *noise.shape[1:]))
+            slates = slates.view(b, g, self.slate_size)
+            base, res = slates[:, 0], slates[:, 1:].reshape(b * r, self.slate_size)
         else:
-            slates = gen.decode(enc, h0)[0]
-        base, res = slates[:b], slates[b:]
+            base, res = gen.decode_slates(enc, h0), h0.new_empty(0, self.slate_size,
+                                                                  dtype=torch.int64)
         if self.n_offsets == 0:
             return base, res, None, []
         with torch.enable_grad():
@@ -278,10 +307,9 @@ class LastSearch:
             timing["decode"] = time.perf_counter() - t
 
             t = time.perf_counter()
-            first = torch.cat([base, res])
-            req = torch.cat([arange_b, arange_b.repeat_interleave(r_n)])
-            v_all = self._values(user, cand, ids, first, req)
-            v_base, v_res = v_all[:b], v_all[b:].view(b, r_n, k)
+            first = torch.cat([base.unsqueeze(1), res.view(b, r_n, k)], dim=1)
+            v_all = self._unique_values(user, cand, ids, first)
+            v_base, v_res = v_all[:, 0], v_all[:, 1:]
             timing["judge"] = time.perf_counter() - t
 
             t = time.perf_counter()
@@ -292,10 +320,9 @@ class LastSearch:
                                                  v_base, v_res)
             else:
                 grads = self._direction(self._advantage(v_base, v_res), logp, leaves)
-                off = self._offset_decode(enc, h0, grads, leaves, b)
-                v_off = self._values(user, cand, ids, off,
-                                     arange_b.repeat_interleave(s_n)).view(b, s_n, k)
-                off_slates = off.view(b, s_n, k)
+                off_slates = self._offset_decode(enc, h0, grads, leaves, b).view(b, s_n, k)
+                v_off = self._unique_values(user, cand, ids, torch.cat([first, off_slates], 1),
+                                            v_all)
             timing["candidates"] = time.perf_counter() - t
 
         all_slates = torch.cat([base.unsqueeze(1), off_slates, res.view(b, r_n, k)], dim=1)
@@ -324,13 +351,11 @@ class LastSearch:
             for nm, g in zip(gen.perturbable_parameters(), grads, strict=True):
                 u = _unit_offset(g, params[nm].detach().expand_as(g)).repeat_interleave(s_n, 0)
                 pd[nm] = u * col.view(-1, *([1] * (u.ndim - 1)))
-            return gen.decode(enc.repeat_interleave(s_n, 0), h0.repeat_interleave(s_n, 0),
-                              param_delta=pd)[0]
-        d_enc = _unit_offset(grads[0], enc).repeat_interleave(s_n, 0)
+            return gen.decode_slates(enc, h0.repeat_interleave(s_n, 0), param_delta=pd)
+        d_enc = _unit_offset(grads[0], enc)
         d_h0 = _unit_offset(grads[1], h0).repeat_interleave(s_n, 0)
-        e = enc.repeat_interleave(s_n, 0) + col.view(-1, 1, 1) * d_enc
         h = h0.repeat_interleave(s_n, 0) + col.view(-1, 1) * d_h0
-        return gen.decode(e, h)[0]
+        return gen.decode_slates(enc, h, enc_offset=d_enc, offset_scale=col)
 
     def _serial(self, user, cand, ids, enc, h0, logp, leaves, v_base, v_res):
         """Serial ascent on one activation offset: slates (B, T, K) and values (B, T, K)."""
@@ -342,7 +367,7 @@ class LastSearch:
             g_enc, g_h0 = self._direction(self._advantage(values, v_res), cur_logp, cur_leaves)
             e = e + self.serial_step * _unit_offset(g_enc, enc)
             h = h + self.serial_step * _unit_offset(g_h0, h0)
-            slate = self.generator.decode(e, h)[0]
+            slate = self.generator.decode_slates(e, h)
             cur_leaves = [e.detach().requires_grad_(True), h.detach().requires_grad_(True)]
             with torch.enable_grad():
                 cur_logp = self.generator.slate_log_probs(*cur_leaves, slate)

@@ -112,7 +112,7 @@ class ListwiseEvaluator(nn.Module):
             it = it + self.id_emb(item_ids)
         pos = self.pos_emb.weight[:k].unsqueeze(0)
         tok = self.token_norm(torch.relu(it + u + pos))
-        att, _ = self.attn(tok, tok, tok, need_weights=False)
+        att = self._self_attention(tok)
         att = self.attn_norm(att + tok)
         seq, _ = self.gru(tok)
         pooled = tok.mean(dim=1, keepdim=True).expand_as(tok)
@@ -122,19 +122,40 @@ class ListwiseEvaluator(nn.Module):
         logit = (self.out(hid) + self.affinity(inter)).squeeze(-1) + self.pos_bias[:k]
         return hid, logit
 
+    def _self_attention(self, tok: torch.Tensor) -> torch.Tensor:
+        """``self.attn(tok, tok, tok)``. When judging (eval mode, no autograd) the module would
+        take its fused fast path after about a hundred Python-level checks, which cost as much
+        as the attention itself at small batches; the fused kernel is then called directly,
+        with the module's own weights, so the numbers are the module's."""
+        a = self.attn
+        if self.training or torch.is_grad_enabled() or a.in_proj_bias is None:
+            return a(tok, tok, tok, need_weights=False)[0]
+        return torch._native_multi_head_attention(
+            tok, tok, tok, a.embed_dim, a.num_heads, a.in_proj_weight, a.in_proj_bias,
+            a.out_proj.weight, a.out_proj.bias, None, False, True, None)[0]
+
+    def _pair_masks(self, k: int, device) -> list[tuple[torch.Tensor, ...]]:
+        """For "above" ([i, j]: j < i) and "below": (not-mask, row has any, row count >= 1),
+        built once per slate length (constants; rebuilding them was a tenth of a pass)."""
+        cache = self.__dict__.setdefault("_pair_mask_cache", {})
+        key = (k, str(device))
+        if key not in cache:
+            with torch.inference_mode(False):  # ordinary tensors, usable when training too
+                above = torch.ones(k, k, dtype=torch.bool, device=device).tril(-1)
+                cache[key] = [(~m, m.any(-1), m.sum(-1).clamp(min=1)) for m in (above, above.T)]
+        return cache[key]
+
     def _pairwise(self, it: torch.Tensor) -> torch.Tensor:
         """Max and mean similarity of each item to those above / below it: (B, K, 4*heads)."""
         b, k, h = it.shape
         heads = self.config.heads
         p = self.pair_proj(it).view(b, k, heads, h // heads).transpose(1, 2)  # (B, heads, K, d)
         sim = p @ p.transpose(-1, -2) / math.sqrt(h // heads)  # (B, heads, K, K)
-        above = torch.ones(k, k, dtype=torch.bool, device=it.device).tril(-1)  # [i, j]: j < i
         feats = []
-        for mask in (above, above.T):
-            n = mask.sum(-1).clamp(min=1)
-            mx = sim.masked_fill(~mask, float("-inf")).amax(-1)
-            mx = torch.where(mask.any(-1), mx, torch.zeros_like(mx))
-            mean = sim.masked_fill(~mask, 0.0).sum(-1) / n
+        for not_mask, has_any, n in self._pair_masks(k, it.device):
+            mx = sim.masked_fill(not_mask, float("-inf")).amax(-1)
+            mx = torch.where(has_any, mx, torch.zeros_like(mx))
+            mean = sim.masked_fill(not_mask, 0.0).sum(-1) / n
             feats += [mx, mean]
         return torch.cat(feats, dim=1).transpose(1, 2)  # (B, K, 4*heads)
 

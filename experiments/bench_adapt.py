@@ -12,7 +12,10 @@ Per method, candidate budget ``P`` and backend:
 
 Columns: batch-1 latency p50 / p99 (ms) over ``repeats`` calls; batch-``batch_large``
 throughput (requests/s) from the median of ``large_repeats`` calls (and, on Ray, pipelined with
-``search_many``). Models are untrained (latency depends on sizes, not on training: N=50
+``search_many``). Local rows also give the same figures in CPU time of the calling thread
+(``*_cpu_*``): everything runs on that one thread, so on a shared machine this is close to what
+an idle core would show, while wall-clock figures grow with the other load.
+Models are untrained (latency depends on sizes, not on training: N=50
 candidates, K=10, hidden 64 by default). Wall-clock on this machine with ``threads`` torch
 threads in the driver (Ray actors use 1 thread each); on a shared machine the figures are
 noisy, so compare columns of one run. Timing lives here, never in tests.
@@ -25,6 +28,7 @@ import time
 import numpy as np
 import torch
 
+from ..adapt.allocator import reuse_freed_memory
 from ..adapt.backends import LocalBackend
 from ..adapt.compensated import CompensatedEvaluator
 from ..adapt.last import LastSearch
@@ -51,14 +55,15 @@ def _requests(n: int, b: int, sizes: dict, seed: int) -> list[tuple]:
 
 
 def _latencies(fn, requests: list[tuple], repeats: int, warmup: int) -> np.ndarray:
+    """(2, repeats) seconds per call: wall clock, and CPU time of this thread."""
     for i in range(warmup):
         fn(*requests[i % len(requests)], i)
-    out = np.empty(repeats)
+    out = np.empty((2, repeats))
     for i in range(repeats):
         req = requests[i % len(requests)]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         fn(*req, i)
-        out[i] = time.perf_counter() - t0
+        out[:, i] = time.perf_counter() - t0, time.thread_time() - c0
     return out
 
 
@@ -97,9 +102,10 @@ def bench_last(
     seed: int = 0,
 ) -> list[dict]:
     """One row per (method, backend, P): ``{"method", "backend", "P", "b1_p50_ms",
-    "b1_p99_ms", "bL_ms", "bL_rps", "bL_pipelined_rps" (Ray only), "x_greedy_b1" (p50 / the
-    greedy's p50), "batch_large", "threads", "torch_version"}``. The torch thread count is
-    restored afterwards; a Ray session started here is shut down at the end.
+    "b1_p99_ms", "bL_ms", "bL_rps", "x_greedy_b1" (p50 / the greedy's p50), "batch_large",
+    "threads", "torch_version"}``, plus ``"bL_pipelined_rps"`` on Ray and ``"b1_cpu_p50_ms"``,
+    ``"x_greedy_b1_cpu"``, ``"bL_cpu_rps"`` locally. The torch thread count is restored
+    afterwards; a Ray session started here is shut down at the end.
     """
     unknown = set(backends) - set(BACKENDS)
     if unknown:
@@ -114,6 +120,7 @@ def bench_last(
     sizes = dict(n_candidates=n_candidates, user_dim=user_dim, item_dim=item_dim)
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
+    reuse_freed_memory()  # as the search agents do
     started_ray = False
     rows: list[dict] = []
     try:
@@ -125,11 +132,16 @@ def bench_last(
         large = _requests(4, batch_large, sizes, seed + 1)
 
         def row(method, backend, p, lat, large_s, **extra):
-            return {"method": method, "backend": backend, "P": p,
-                    "b1_p50_ms": float(np.median(lat) * 1e3),
-                    "b1_p99_ms": float(np.quantile(lat, 0.99) * 1e3),
-                    "bL_ms": float(np.median(large_s) * 1e3),
-                    "bL_rps": float(batch_large / np.median(large_s)), **extra}
+            (lat, lat_cpu), (large_s, large_cpu) = lat, large_s
+            out = {"method": method, "backend": backend, "P": p,
+                   "b1_p50_ms": float(np.median(lat) * 1e3),
+                   "b1_p99_ms": float(np.quantile(lat, 0.99) * 1e3),
+                   "bL_ms": float(np.median(large_s) * 1e3),
+                   "bL_rps": float(batch_large / np.median(large_s)), **extra}
+            if backend == "local":  # all work on this thread: its CPU time ignores other load
+                out["b1_cpu_p50_ms"] = float(np.median(lat_cpu) * 1e3)
+                out["bL_cpu_rps"] = float(batch_large / np.median(large_cpu))
+            return out
 
         def greedy(u, c, i, _):
             with torch.inference_mode():
@@ -186,6 +198,8 @@ def bench_last(
             ray.shutdown()
     for r in rows:
         r["x_greedy_b1"] = r["b1_p50_ms"] / base["b1_p50_ms"]
+        if "b1_cpu_p50_ms" in r:
+            r["x_greedy_b1_cpu"] = r["b1_cpu_p50_ms"] / base["b1_cpu_p50_ms"]
         r["batch_large"] = batch_large
         r["threads"] = threads
         r["torch_version"] = torch.__version__
@@ -195,7 +209,7 @@ def bench_last(
 def format_rows(rows: list[dict]) -> str:
     """A plain-text table of :func:`bench_last` rows."""
     cols = ("method", "backend", "P", "b1_p50_ms", "b1_p99_ms", "x_greedy_b1", "bL_rps",
-            "bL_pipelined_rps")
+            "bL_pipelined_rps", "b1_cpu_p50_ms", "x_greedy_b1_cpu", "bL_cpu_rps")
     lines = ["  ".join(f"{c:>17}" for c in cols)]
     for r in rows:
         cells = []

@@ -32,6 +32,7 @@ import contextlib  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from ..adapt.error_memory import ErrorMemory  # noqa: E402
 from .timing import median_seconds  # noqa: E402
@@ -67,8 +68,8 @@ def _one_thread() -> tuple[contextlib.AbstractContextManager[Any], str]:
 
 def bench_memory(
     batch: int = 4096,
-    key_dim: int = 64,
-    n_bits: int = 12,
+    key_dim: int = 80,
+    n_bits: int = 10,
     n_arrays: int = 32,
     n_stored: int = 1_000_000,
     repeats: int = 9,
@@ -79,6 +80,9 @@ def bench_memory(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Measure write/read throughput of ``ErrorMemory`` and compare a query batch with faiss.
+
+    The defaults are what the memory agents (``reloop2``, ``last+reloop2``) build: keys of the
+    evaluator's 64 hidden units plus 16 item-id dimensions, ``L = 10`` bits, ``R = 32`` arrays.
 
     Returns a flat dict (figures in samples per second and milliseconds per batch; faiss
     entries None when faiss is unavailable or ``with_faiss`` is False, see ``faiss_note``).
@@ -102,6 +106,8 @@ def bench_memory(
     stored = np.empty((n_stored, key_dim), dtype=np.float32) if faiss is not None else None
 
     limit, threads_note = _one_thread()
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the hashing matmul runs in torch (see ErrorMemory._index)
     with limit:
         if faiss is not None:
             faiss.omp_set_num_threads(1)
@@ -139,6 +145,7 @@ def bench_memory(
             index.search(queries[1][:64], faiss_k)  # warm-up
             t_faiss = median_seconds(lambda: index.search(queries[0], faiss_k), faiss_repeats)
 
+    torch.set_num_threads(torch_threads)
     return {
         "batch": batch,
         "key_dim": key_dim,
@@ -158,7 +165,7 @@ def bench_memory(
         "faiss_query_batch_ms": None if t_faiss is None else 1e3 * t_faiss,
         "faiss_queries_per_s": None if t_faiss is None else batch / t_faiss,
         "read_speedup_vs_faiss": None if t_faiss is None else t_faiss / t_read,
-        "threads": threads_note,
+        "threads": f"BLAS {threads_note}; torch 1",
         "cpu": _cpu_model(),
         "numpy": np.__version__,
     }
@@ -179,8 +186,8 @@ def _main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch", type=int, default=4096)
-    ap.add_argument("--key-dim", type=int, default=64)
-    ap.add_argument("--n-bits", type=int, nargs="+", default=[8, 12])
+    ap.add_argument("--key-dim", type=int, default=80)
+    ap.add_argument("--n-bits", type=int, nargs="+", default=[10, 12])
     ap.add_argument("--n-arrays", type=int, default=32)
     ap.add_argument("--n-stored", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=9)

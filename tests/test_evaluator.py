@@ -311,3 +311,15 @@ def test_reloop_term_changes_training_against_plain_bce():
     plain, corrected = out[0.0][0].state_dict(), out[0.7][0].state_dict()
     assert any(not torch.equal(plain[k], corrected[k]) for k in plain)
     assert out[0.7][1] < out[0.0][1], (out[0.7][1], out[0.0][1])
+
+
+def test_trains_after_judging_in_inference_mode():
+    """The judge runs the evaluator in inference mode; what it caches there (the pairwise
+    masks) must not leak inference tensors into a later training step."""
+    model = ListwiseEvaluator(EvaluatorConfig(user_dim=4, item_dim=3, slate_size=5, hidden=8,
+                                              use_ids=False))
+    user, items = torch.randn(2, 4), torch.randn(2, 5, 3)
+    with torch.inference_mode():
+        model.eval()(user, items)
+    model.train()(user, items).sum().backward()
+    assert model.pair_proj.weight.grad is not None

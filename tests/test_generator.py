@@ -282,3 +282,31 @@ def test_checkpoint_round_trip_and_corrupt_file(tmp_path):
     d2 = save(model, model.config, tmp_path / "gen2")
     with pytest.raises(CheckpointError, match="'generator' checkpoint, expected 'evaluator'"):
         load_evaluator(d2)
+
+
+def test_serving_decoder_gives_decodes_slates():
+    """``decode_slates`` (keys once per request, G rows per request in one product, offsets by
+    linearity) serves what ``decode`` gives on the explicitly repeated and offset inputs; a
+    decoder that ignored the offset, the grouping or the noise would not."""
+    from driftrank.generator.model import gumbel_noise
+
+    model = SlateGenerator(_config()).eval()
+    user, cand, ids = _inputs(b=4)
+    b, n, k, g = 4, cand.shape[1], model.config.slate_size, 3
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        enc, h0 = model.encode(user, cand, ids)
+        assert torch.equal(model.decode_slates(enc, h0), model.decode(enc, h0)[0])
+        noise = gumbel_noise(torch.rand(b * g, k, n, generator=gen))
+        h = h0.repeat_interleave(g, 0) + 0.5 * torch.randn(b * g, h0.shape[1], generator=gen)
+        want = model.decode(enc.repeat_interleave(g, 0), h, noise=noise)[0]
+        got = model.decode_slates(enc, h, noise=noise)
+        assert torch.equal(got, want)
+        assert not torch.equal(got, model.decode_slates(enc, h))  # the noise matters
+        d = enc.std() * torch.randn(enc.shape, generator=gen)
+        scale = torch.tensor([0.5, -1.0, 2.0]).repeat(b)
+        e = enc.repeat_interleave(g, 0) + scale.view(-1, 1, 1) * d.repeat_interleave(g, 0)
+        moved = model.decode_slates(enc, h, enc_offset=d, offset_scale=scale)
+        assert torch.equal(moved, model.decode(e, h)[0])
+        assert not torch.equal(moved, model.decode_slates(enc, h))  # the offset matters
+    _assert_distinct(moved, n)

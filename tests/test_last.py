@@ -442,5 +442,25 @@ def test_bench_last_reports_rows():
     assert methods == [("generator_greedy", 0), ("last", 2), ("best-of-n", 2), ("flagship", 2)]
     for r in rows:
         assert r["b1_p50_ms"] > 0 and r["b1_p99_ms"] >= r["b1_p50_ms"] and r["bL_rps"] > 0
+        assert r["b1_cpu_p50_ms"] > 0 and r["bL_cpu_rps"] > 0  # local: CPU time too
     with pytest.raises(ValueError, match="unknown backends"):
         bench_last(backends=("gpu",))
+
+
+def test_each_distinct_candidate_slate_is_judged_once():
+    """A repeated step size repeats its slate: the judge sees each distinct slate of a request
+    once, and the repeat scores exactly as its first copy."""
+    s = search(steps=(6.0, 6.0, 9.0), resamples=2)
+    user, cand, ids = requests(8)
+    seen = []
+
+    def judge(u, items, item_ids):
+        seen.append(len(u))
+        with torch.no_grad():
+            return trained_evaluator()(u, items, item_ids)
+
+    s.judge = judge
+    res = s.search(user, cand, ids)
+    distinct = sum(len({tuple(c) for c in row}) for row in res.candidate_slates.tolist())
+    assert sum(seen) == distinct < res.candidate_slates.shape[0] * res.candidate_slates.shape[1]
+    np.testing.assert_array_equal(res.candidate_scores[:, 1], res.candidate_scores[:, 2])
