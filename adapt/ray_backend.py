@@ -25,7 +25,6 @@ from ..evaluator.config import EvaluatorConfig
 from ..evaluator.model import ListwiseEvaluator
 from ..generator.config import GeneratorConfig
 from ..generator.model import SlateGenerator
-from .allocator import reuse_freed_memory
 from .backends import row_chunks, unpack_request
 from .compensated import CompensatedEvaluator
 from .error_memory import ErrorMemory
@@ -46,7 +45,6 @@ class _LastWorker:
         key_options=None,
     ):
         torch.set_num_threads(1)
-        reuse_freed_memory()
         gen = SlateGenerator(GeneratorConfig(**generator_config))
         gen.load_state_dict({k: torch.as_tensor(np.array(v)) for k, v in generator_state.items()})
         ev = ListwiseEvaluator(EvaluatorConfig(**evaluator_config))

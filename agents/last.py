@@ -25,7 +25,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import evaluator as ev
-from ..adapt.allocator import reuse_freed_memory
 from ..adapt.compensated import CompensatedEvaluator
 from ..adapt.last import DEFAULT_STEPS, LastSearch
 from .base import AgentContext
@@ -54,7 +53,6 @@ class SearchAgent(PretrainedAgent):
         pretrain_config: dict | None = None,
     ):
         super().__init__(context, pretrain_config)
-        reuse_freed_memory()  # batches of MB-sized tensors: reuse the heap, no page faults
         if backend not in ("local", "ray"):
             raise ValueError(f"{self.name}: backend={backend!r}; choose 'local' or 'ray'")
         if refresh_period is not None and (isinstance(refresh_period, bool) or

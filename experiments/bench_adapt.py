@@ -28,7 +28,6 @@ import time
 import numpy as np
 import torch
 
-from ..adapt.allocator import reuse_freed_memory
 from ..adapt.backends import LocalBackend
 from ..adapt.compensated import CompensatedEvaluator
 from ..adapt.last import LastSearch
@@ -120,7 +119,6 @@ def bench_last(
     sizes = dict(n_candidates=n_candidates, user_dim=user_dim, item_dim=item_dim)
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    reuse_freed_memory()  # as the search agents do
     started_ray = False
     rows: list[dict] = []
     try:
