@@ -30,6 +30,8 @@ from .batch import as_float, as_long
 from .config import EvaluatorConfig
 from .id_embedding import HashedIdEmbedding
 
+_FUSED_ATTENTION = getattr(torch, "_native_multi_head_attention", None)
+
 
 class ListwiseEvaluator(nn.Module):
     """Per-position click probability of an ordered slate, given the user.
@@ -128,9 +130,10 @@ class ListwiseEvaluator(nn.Module):
         as the attention itself at small batches; the fused kernel is then called directly,
         with the module's own weights, so the numbers are the module's."""
         a = self.attn
-        if self.training or torch.is_grad_enabled() or a.in_proj_bias is None:
+        if (self.training or torch.is_grad_enabled() or a.in_proj_bias is None
+                or _FUSED_ATTENTION is None):  # a private torch function: pinned 2.13 has it
             return a(tok, tok, tok, need_weights=False)[0]
-        return torch._native_multi_head_attention(
+        return _FUSED_ATTENTION(
             tok, tok, tok, a.embed_dim, a.num_heads, a.in_proj_weight, a.in_proj_bias,
             a.out_proj.weight, a.out_proj.bias, None, False, True, None)[0]
 
