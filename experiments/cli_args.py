@@ -86,12 +86,13 @@ positive_float = number(float, 0, inclusive=False)
 
 
 def table(rows: list[dict], floatfmt: str = "{:,.0f}") -> str:
-    """Rows of equal keys as a Markdown table (floats formatted with ``floatfmt``)."""
+    """Rows as a Markdown table (floats formatted with ``floatfmt``); the columns are every
+    key in order of first appearance, and a row without a key shows ``-`` there."""
     if not rows:
         return "(no rows)"
-    cols = list(rows[0])
-    cells = [[floatfmt.format(r[c]) if isinstance(r[c], float) else str(r[c]) for c in cols]
-             for r in rows]
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    cells = [[floatfmt.format(r[c]) if isinstance(r.get(c), float) else str(r.get(c, "-"))
+              for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     line = "| " + " | ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)) + " |"
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"

@@ -271,3 +271,15 @@ def test_a_checkpoint_that_cannot_be_loaded_is_one_line_not_a_traceback(capsys, 
     assert code == 2
     assert err.strip() == ("driftrank: error: checkpoint /c/evaluator is corrupt; run the "
                            "command again")
+
+
+def test_bench_tables_take_rows_with_different_columns():
+    """`bench adapt` prints local rows (with CPU times) and Ray rows (without) in one table."""
+    from driftrank.experiments.cli_args import table
+
+    text = table([{"method": "last", "ms": 1.5, "cpu_ms": 1.25}, {"method": "ray", "ms": 2.0}],
+                 floatfmt="{:.2f}")
+    header, _, local, ray = text.splitlines()
+    assert [c.strip() for c in header.strip("|").split("|")] == ["method", "ms", "cpu_ms"]
+    assert [c.strip() for c in local.strip("|").split("|")] == ["last", "1.50", "1.25"]
+    assert [c.strip() for c in ray.strip("|").split("|")] == ["ray", "2.00", "-"]
