@@ -79,14 +79,17 @@ def test_same_cell_same_frame_except_timing():
         steady(c).drop(columns=["cell_id", "seed"]))
 
 
-def test_metrics_match_a_hand_loop():
+@pytest.mark.parametrize("scenario", ["stationary", "cold-churn"])
+def test_metrics_match_a_hand_loop(scenario):
     """Every window's reward, CTR, conversions, truth, regret, return gap and population are
-    what their definitions say (each window starts from zero: nothing carries over)."""
-    spec = cell(seed=2)
+    what their definitions say (each window starts from zero: nothing carries over). In
+    ``cold-churn`` users join: their first visits (gap -1) must stay out of the return gap."""
+    spec = cell(seed=2, scenario=scenario)
     df = run_cell(spec)
-    env = VectorRerankEnv(100, "stationary", **WORLD, max_steps=RUN_MAX_STEPS)
+    env = VectorRerankEnv(100, scenario, **WORLD, max_steps=RUN_MAX_STEPS)
     obs, _ = env.reset(seed=2)
     agent = make_agent("random", AgentContext(world=env.config, seed=2))
+    first_visits = 0
     for w in range(4):  # four windows of 5 steps of 100
         sums, gaps = np.zeros(5), []
         for _ in range(5):
@@ -96,6 +99,7 @@ def test_metrics_match_a_hand_loop():
             sums += [reward.sum(), info["clicks"].sum(), len(info["conversions"]),
                      t["expected_reward"].sum(), t["reference_reward"].sum()]
             gaps.extend(g for g in np.asarray(info["return_gap"]).tolist() if g >= 0)
+            first_visits += int(np.count_nonzero(np.asarray(info["return_gap"]) < 0))
         row = df.iloc[w]
         assert row["reward_per_request"] == pytest.approx(sums[0] / 500)
         assert row["ctr"] == pytest.approx(sums[1] / (10 * 500))
@@ -107,6 +111,7 @@ def test_metrics_match_a_hand_loop():
                                                   nan_ok=True)
         assert row["active_users"] == int(info["active_users"])
     agent.close()
+    assert (first_visits > 0) == (scenario == "cold-churn")  # the newcomers are really there
 
 
 def test_late_clicks_reach_the_agent_and_ctr_counts_clicks_made():
@@ -341,3 +346,45 @@ def test_timing_columns_read_the_clock_around_act_and_the_step(monkeypatch):
     np.testing.assert_allclose(df["act_p50_ms"], 1.0)
     np.testing.assert_allclose(df["act_p99_ms"], 1.0)
     np.testing.assert_allclose(df["requests_per_s"], 500 / (5 * 3e-3))
+
+
+# ------------------------------------------------------------------ act() latency
+class _FakeClock:
+    """A perf_counter that only moves when an agent's act() says so (seconds)."""
+
+    now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+FAKE_CLOCK = _FakeClock()
+
+
+@register_agent("test-timed", "its act() takes the given milliseconds on a fake clock (tests)")
+class TimedAgent(BaseAgent):
+    name = "test-timed"
+
+    def __init__(self, context: AgentContext, act_ms: tuple = (1.0,)):
+        super().__init__(context)
+        self.act_ms, self.calls = list(act_ms), 0
+
+    def act(self, obs):
+        FAKE_CLOCK.now += self.act_ms[self.calls % len(self.act_ms)] * 1e-3
+        self.calls += 1
+        return np.tile(np.arange(self.context.slate_size), (obs["candidate_ids"].shape[0], 1))
+
+
+def test_latency_percentiles_are_the_median_and_the_99th_of_the_window(monkeypatch):
+    """act() takes 3, 1, 5, 2, 4 ms in each window of five calls: the median is 3 ms, the 99th
+    percentile (linear interpolation) 4 + 0.96 = 4.96 ms, and the window's wall time is the
+    15 ms spent in act() (the fake clock stands still elsewhere)."""
+    from driftrank.experiments import runner
+
+    monkeypatch.setattr(FAKE_CLOCK, "now", 0.0)
+    monkeypatch.setattr(runner, "time", FAKE_CLOCK)
+    df = run_cell(cell("test-timed", requests=1000,
+                       agent_config={"act_ms": [3.0, 1.0, 5.0, 2.0, 4.0]}))
+    np.testing.assert_allclose(df["act_p50_ms"], 3.0)
+    np.testing.assert_allclose(df["act_p99_ms"], 4.96)
+    np.testing.assert_allclose(df["requests_per_s"], 500 / 15e-3)
