@@ -388,3 +388,14 @@ def test_latency_percentiles_are_the_median_and_the_99th_of_the_window(monkeypat
     np.testing.assert_allclose(df["act_p50_ms"], 3.0)
     np.testing.assert_allclose(df["act_p99_ms"], 4.96)
     np.testing.assert_allclose(df["requests_per_s"], 500 / 15e-3)
+
+
+def test_a_window_with_no_measurable_wall_time_reports_infinite_throughput(monkeypatch):
+    """A clock too coarse to see a window (zero wall time) gives inf requests/s, not a crash."""
+    from driftrank.experiments import runner
+
+    monkeypatch.setattr(FAKE_CLOCK, "now", 0.0)
+    monkeypatch.setattr(runner, "time", FAKE_CLOCK)
+    df = run_cell(cell("test-timed", requests=500, agent_config={"act_ms": [0.0]}))
+    assert df["requests_per_s"].tolist() == [np.inf]
+    assert df["act_p50_ms"].tolist() == [0.0]
