@@ -399,3 +399,74 @@ def test_a_window_with_no_measurable_wall_time_reports_infinite_throughput(monke
     df = run_cell(cell("test-timed", requests=500, agent_config={"act_ms": [0.0]}))
     assert df["requests_per_s"].tolist() == [np.inf]
     assert df["act_p50_ms"].tolist() == [0.0]
+
+
+# ------------------------------------------------------------------ plugins, threads, progress
+ATTACHED: list[str] = []
+
+
+@register_agent("test-duck", "a plugin agent that does not subclass BaseAgent (tests only)")
+class DuckAgent:
+    """Only act() and observe(), plus an attach_world() it never asked to be called (no
+    ``needs_world``): the world's truth must not reach it."""
+
+    def __init__(self, context: AgentContext):
+        self.k = context.slate_size
+
+    def act(self, obs):
+        return np.tile(np.arange(self.k), (obs["candidate_ids"].shape[0], 1))
+
+    def observe(self, feedback):
+        pass
+
+    def attach_world(self, world):
+        ATTACHED.append("duck")
+
+
+def test_a_plugin_agent_gets_the_world_only_if_it_asks():
+    ATTACHED.clear()
+    df = run_cell(cell("test-duck", requests=500))
+    assert len(df) == 1 and ATTACHED == []
+
+
+def test_a_cell_caps_torch_at_one_thread_by_default():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        run_cell(cell(requests=500))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+class _RecordingBar:
+    """Stands in for tqdm: records what the runner tells its progress bar."""
+
+    made: list[_RecordingBar] = []
+
+    def __init__(self, total, desc, unit, leave):
+        self.total, self.desc, self.unit, self.leave = total, desc, unit, leave
+        self.done, self.closed = 0, False
+        _RecordingBar.made.append(self)
+
+    def update(self, n):
+        self.done += n
+
+    def close(self):
+        self.closed = True
+
+
+def test_progress_is_off_by_default_and_counts_every_step_when_on(monkeypatch):
+    import tqdm.auto
+
+    _RecordingBar.made.clear()
+    monkeypatch.setattr(tqdm.auto, "tqdm", _RecordingBar)
+    run_cell(cell(requests=500))
+    assert _RecordingBar.made == []
+    spec = cell(requests=500)
+    run_cell(spec, progress=True)
+    (bar,) = _RecordingBar.made
+    assert (bar.total, bar.done, bar.closed) == (5, 5, True)
+    assert bar.desc == spec.label and bar.unit == "step"
+    assert bar.leave is False  # a grid's cells do not leave a bar each behind
