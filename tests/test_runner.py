@@ -470,3 +470,20 @@ def test_progress_is_off_by_default_and_counts_every_step_when_on(monkeypatch):
     assert (bar.total, bar.done, bar.closed) == (5, 5, True)
     assert bar.desc == spec.label and bar.unit == "step"
     assert bar.leave is False  # a grid's cells do not leave a bar each behind
+
+
+def test_a_cell_needs_at_least_one_thread():
+    with pytest.raises(ValueError, match=r"threads=0 must be an integer >= 1"):
+        run_cell(cell(requests=500), threads=0)
+
+
+def test_a_period_of_one_calls_on_period_after_every_request():
+    RECORDED.pop("p1", None)
+    run_cell(cell("test-recorder", requests=500, agent_config={"period": 1, "key": "p1"}))
+    periods = [e[1] for e in RECORDED["p1"] if e[0] == "period"]
+    assert len(periods) == 500 and periods[:101] == [100] * 100 + [200]
+
+
+def test_a_drift_event_inside_a_window_lands_in_that_window():
+    df = run_cell(cell(scenario="abrupt-shift", world={**WORLD, "abrupt_times": [1250]}))
+    assert df["drift_events"].tolist() == ["", "", "abrupt@1250", ""]  # window [1000, 1500)
