@@ -333,3 +333,16 @@ def test_headroom_share_needs_a_headroom_clearly_above_zero(tmp_path):
     mean = 0.1 / 3  # whole run: half the windows are before the event (headroom 0)
     assert f"| s | 100 | {mean / 2:.4f} [{(mean - half) / 2:.4f}, {(mean + half) / 2:.4f}] " \
         f"| {mean:.4f} [{mean - half:.4f}, {mean + half:.4f}] | 3 |" in text
+
+
+def test_headroom_without_a_drift_event_is_taken_over_the_whole_run(tmp_path):
+    """No event (a stationary run): the headroom row says "none", has no after-event figure,
+    counts the seeds of the whole-run headroom, and shares are taken of the whole-run one."""
+    for seed in (0, 1, 2):
+        _fake_cell(tmp_path, "oracle", seed, [3.0 + seed] * 4, [0.0] * 4)
+        _fake_cell(tmp_path, "stale-oracle", seed, [2.0 + seed] * 4, [0.0] * 4)
+        _fake_cell(tmp_path, "static", seed, [1.0] * 4, [1.0] * 4)
+        _fake_cell(tmp_path, "fancy", seed, [1.5] * 4, [1.0] * 4)
+    text = write_report(tmp_path, plots=False).read_text()
+    assert "| s | none | 1.0000 [1.0000, 1.0000] | n/a | 3 |" in text
+    assert "| s | fancy | 0.5000 [0.5000, 0.5000] | 50% | 3 |" in text
