@@ -346,3 +346,41 @@ def test_headroom_without_a_drift_event_is_taken_over_the_whole_run(tmp_path):
     text = write_report(tmp_path, plots=False).read_text()
     assert "| s | none | 1.0000 [1.0000, 1.0000] | n/a | 3 |" in text
     assert "| s | fancy | 0.5000 [0.5000, 0.5000] | 50% | 3 |" in text
+
+
+def test_recovery_rows_follow_the_shift_ticks_and_skip_a_shift_with_no_baseline(tmp_path):
+    """Four abrupt shifts: at 50 (inside the first window: no complete window before it, so no
+    row), then 350, 650 and 950, each followed by a one-window drop. Rows come in tick order and
+    each shift's recovery is looked for only up to the next shift."""
+    events = ["abrupt@50", "", "", "abrupt@350", "", "", "abrupt@650", "", "", "abrupt@950",
+              "", ""]
+    regrets = [0.5, 0.5, 0.5, 0.5, 0.9, 0.5, 0.5, 0.9, 0.5, 0.5, 0.9, 0.5]
+    for seed in (0, 1):
+        _fake_cell(tmp_path, "static", seed, [1.0] * 12, regrets, events)
+    text = write_report(tmp_path, plots=False).read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| s | ")
+            and "| static |" in line]
+    assert [r.split("|")[2].strip() for r in rows] == ["350", "650", "950"]
+    assert all(r.endswith("| 250 [250, 250] | 2/2 | 2/2 |") for r in rows)
+
+
+def test_headroom_and_pairs_go_on_past_a_scenario_that_lacks_an_agent(tmp_path):
+    """Scenario a lacks stale-oracle (no headroom), b lacks static (headroom but no gains or
+    pairs), c has all four: c's rows are still there. In c the oracle is no better than the
+    stale one (headroom exactly 0, an interval that does not exclude zero): no share."""
+    agents = {"a": ("oracle", "fancy"), "b": ("oracle", "stale-oracle", "fancy"),
+              "c": ("oracle", "stale-oracle", "static", "fancy")}
+    reward = {"oracle": 3.0, "stale-oracle": 3.0, "static": 1.0, "fancy": 1.5}
+    for scenario, names in agents.items():
+        for seed in (0, 1, 2):
+            for name in names:
+                _fake_cell(tmp_path, name, seed, [reward[name]] * 2, [0.0] * 2,
+                           scenario=scenario)
+    text = write_report(tmp_path, plots=False).read_text()
+    assert "(missing for: a)" in text
+    assert "| b | none | 0.0000 [0.0000, 0.0000] | n/a | 3 |" in text
+    assert "| c | none | 0.0000 [0.0000, 0.0000] | n/a | 3 |" in text
+    assert "| c | fancy | 0.5000 [0.5000, 0.5000] | n/a | 3 |" in text  # gain, no share
+    pairs = text[text.index("## Paired"):]
+    assert "| c | fancy | 0.5000 [0.5000, 0.5000] |" in pairs
+    assert "| a |" not in pairs and "| b |" not in pairs
