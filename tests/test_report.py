@@ -53,12 +53,12 @@ def test_report_has_table_plots_recovery_and_pairs(tiny_run):
 
 
 def _fake_cell(run_dir, label, seed, rewards, regrets, events=None, scenario="s",
-               requests=None):
+               requests=None, agent=None):
     n = len(rewards)
     requests = np.full(n, 100) if requests is None else np.asarray(requests)
     ends = np.cumsum(requests)
     df = pd.DataFrame({
-        "cell_id": f"{scenario}.{label}.{seed}", "scenario": scenario, "agent": label,
+        "cell_id": f"{scenario}.{label}.{seed}", "scenario": scenario, "agent": agent or label,
         "label": label, "seed": seed, "window": np.arange(n), "tick_start": ends - requests,
         "tick_end": ends, "requests": requests,
         "reward_per_request": rewards, "ctr": np.asarray(rewards) / 10,
@@ -384,3 +384,13 @@ def test_headroom_and_pairs_go_on_past_a_scenario_that_lacks_an_agent(tmp_path):
     pairs = text[text.index("## Paired"):]
     assert "| c | fancy | 0.5000 [0.5000, 0.5000] |" in pairs
     assert "| a |" not in pairs and "| b |" not in pairs
+
+
+def test_headroom_takes_the_first_entry_of_an_agent_listed_twice(tmp_path):
+    """Two oracle entries (different configs): the headroom uses the first in report order."""
+    for seed in (0, 1):
+        _fake_cell(tmp_path, "oracle(x=1)", seed, [3.0] * 2, [0.0] * 2, agent="oracle")
+        _fake_cell(tmp_path, "oracle(x=2)", seed, [4.0] * 2, [0.0] * 2, agent="oracle")
+        _fake_cell(tmp_path, "stale-oracle", seed, [2.0] * 2, [0.0] * 2)
+    text = write_report(tmp_path, plots=False).read_text()
+    assert "| s | none | 1.0000 [1.0000, 1.0000] | n/a | 2 |" in text
