@@ -366,11 +366,11 @@ def test_recovery_rows_follow_the_shift_ticks_and_skip_a_shift_with_no_baseline(
 
 def test_headroom_and_pairs_go_on_past_a_scenario_that_lacks_an_agent(tmp_path):
     """Scenario a lacks stale-oracle (no headroom), b lacks static (headroom but no gains or
-    pairs), c has all four: c's rows are still there. In c the oracle is no better than the
+    pairs), c has them all: c's rows are still there. In c the oracle is no better than the
     stale one (headroom exactly 0, an interval that does not exclude zero): no share."""
     agents = {"a": ("oracle", "fancy"), "b": ("oracle", "stale-oracle", "fancy"),
-              "c": ("oracle", "stale-oracle", "static", "fancy")}
-    reward = {"oracle": 3.0, "stale-oracle": 3.0, "static": 1.0, "fancy": 1.5}
+              "c": ("oracle", "stale-oracle", "static", "fancy", "tuned")}
+    reward = {"oracle": 3.0, "stale-oracle": 3.0, "static": 1.0, "fancy": 1.5, "tuned": 1.7}
     for scenario, names in agents.items():
         for seed in (0, 1, 2):
             for name in names:
@@ -381,8 +381,11 @@ def test_headroom_and_pairs_go_on_past_a_scenario_that_lacks_an_agent(tmp_path):
     assert "| b | none | 0.0000 [0.0000, 0.0000] | n/a | 3 |" in text
     assert "| c | none | 0.0000 [0.0000, 0.0000] | n/a | 3 |" in text
     assert "| c | fancy | 0.5000 [0.5000, 0.5000] | n/a | 3 |" in text  # gain, no share
+    # tuned sorts after the reference agents: their rows are skipped, not the end of the list
+    assert "| c | tuned | 0.7000 [0.7000, 0.7000] | n/a | 3 |" in text
     pairs = text[text.index("## Paired"):]
     assert "| c | fancy | 0.5000 [0.5000, 0.5000] |" in pairs
+    assert "| c | tuned | 0.7000 [0.7000, 0.7000] |" in pairs
     assert "| a |" not in pairs and "| b |" not in pairs
 
 
