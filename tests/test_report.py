@@ -376,6 +376,8 @@ def test_headroom_and_pairs_go_on_past_a_scenario_that_lacks_an_agent(tmp_path):
             for name in names:
                 _fake_cell(tmp_path, name, seed, [reward[name]] * 2, [0.0] * 2,
                            scenario=scenario)
+    # an agent run on another seed only: nothing to pair it with, and the pairs go on past it
+    _fake_cell(tmp_path, "lonely", 9, [1.2] * 2, [0.0] * 2, scenario="c")
     text = write_report(tmp_path, plots=False).read_text()
     assert "(missing for: a)" in text
     assert "| b | none | 0.0000 [0.0000, 0.0000] | n/a | 3 |" in text
@@ -386,7 +388,7 @@ def test_headroom_and_pairs_go_on_past_a_scenario_that_lacks_an_agent(tmp_path):
     pairs = text[text.index("## Paired"):]
     assert "| c | fancy | 0.5000 [0.5000, 0.5000] |" in pairs
     assert "| c | tuned | 0.7000 [0.7000, 0.7000] |" in pairs
-    assert "| a |" not in pairs and "| b |" not in pairs
+    assert "| a |" not in pairs and "| b |" not in pairs and "| c | lonely |" not in pairs
 
 
 def test_headroom_takes_the_first_entry_of_an_agent_listed_twice(tmp_path):
