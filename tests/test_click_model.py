@@ -166,3 +166,128 @@ def test_greedy_reference_with_a_full_repeat_penalty_never_repeats_an_item():
     value = np.array([[1.0, 0.9, 0.4]])
     topics = np.array([[0, 0, 1]])
     assert cm.greedy_reference(value, topics, 3, 0.0, 0.0).tolist() == [[0, 2, 1]]
+
+
+# ------------------------------------------------------------------ against loops from the spec
+def _context_by_loop(topics: np.ndarray, penalty: float, contrast: float) -> np.ndarray:
+    """The module docstring, slot by slot: repeat_penalty per earlier shown slot of the same
+    topic; a share ``contrast`` earned in proportion to the shown neighbours of another topic
+    (all of it when no neighbour is shown)."""
+    b, k = topics.shape
+    out = np.ones((b, k))
+    for r in range(b):
+        row = topics[r].tolist()
+        for j, t in enumerate(row):
+            repeats = sum(1 for i in range(j) if row[i] == t and row[i] != cm.EMPTY)
+            f = penalty ** repeats
+            if contrast > 0:
+                shown = [row[i] for i in (j - 1, j + 1) if 0 <= i < k and row[i] != cm.EMPTY]
+                share = np.mean([x != t for x in shown]) if shown else 1.0
+                f *= (1 - contrast) + contrast * share
+            out[r, j] = f
+    return out
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 6])
+def test_context_factor_matches_a_loop_over_slots(k):
+    """Random slates with few topics and empty slots (-1) anywhere, at several sizes: repeats,
+    neighbours and empty slots are counted as specified (an empty neighbour is no neighbour)."""
+    rng = np.random.default_rng(k)
+    topics = rng.integers(-1, 3, size=(60, k))
+    for penalty in (0.5, 0.8, 1.0):
+        for contrast in (0.0, 0.2, 0.7):
+            np.testing.assert_allclose(cm.context_factor(topics, penalty, contrast),
+                                       _context_by_loop(topics, penalty, contrast), rtol=1e-6)
+    # by hand: a slot between its own topic and an empty slot earns none of the contrast share
+    assert cm.context_factor(np.array([[2, 2, -1]]), 0.5, 0.2)[0, 1] == pytest.approx(0.5 * 0.8)
+    # two slots of one topic: both lose the contrast share (a 2-slot slate has neighbours too)
+    np.testing.assert_allclose(cm.context_factor(np.array([[4, 4]]), 1.0, 0.2), [[0.8, 0.8]])
+
+
+def test_clicks_need_the_uniform_strictly_below_the_probability():
+    """P(u < p) = p for u uniform on [0, 1): u == p is no click (and p = 0, an empty slot, is
+    never clicked), u_stop == cascade_stop is no stop."""
+    p = np.array([[0.0, 0.5, 0.5, 0.5]], np.float32)
+    u_click = np.array([[0.0, 0.5, 0.25, 0.25]], np.float32)
+    no_stop = cm.sample_clicks(p, 0.5, u_click, np.array([[0.0, 0.0, 0.5, 0.0]], np.float32))
+    assert no_stop.tolist() == [[False, False, True, True]]
+    stop = cm.sample_clicks(p, 0.5, u_click, np.array([[0.0, 0.0, 0.4, 0.0]], np.float32))
+    assert stop.tolist() == [[False, False, True, False]]  # examination ends after slot 2
+
+
+def test_gather_rows_is_take_along_axis_for_matrices_and_stacks():
+    rng = np.random.default_rng(0)
+    index = rng.integers(0, 6, size=(9, 5))  # more rows (9) than columns (6)
+    matrix = rng.random((9, 6))
+    np.testing.assert_array_equal(cm.gather_rows(matrix, index),
+                                  np.take_along_axis(matrix, index, axis=1))
+    stack = rng.random((9, 6, 3))  # e.g. per-candidate feature vectors
+    np.testing.assert_array_equal(cm.gather_rows(stack, index),
+                                  np.take_along_axis(stack, index[:, :, None], axis=1))
+
+
+def _greedy_by_loop(value, topics, k, penalty, contrast):
+    """greedy_reference's docstring over all candidates: slot by slot, the unused candidate
+    maximising value x penalty^(same topics above) x (1 - contrast/2 if the slot above has its
+    topic); the first one wins a tie."""
+    out = []
+    for v, t in zip(value.tolist(), topics.tolist(), strict=True):
+        chosen: list[int] = []
+        for _ in range(k):
+            best, best_gain = -1, -np.inf
+            for i, vi in enumerate(v):
+                if i in chosen:
+                    continue
+                gain = vi * penalty ** sum(t[c] == t[i] for c in chosen)
+                if contrast > 0 and chosen and t[chosen[-1]] == t[i]:
+                    gain *= 1 - contrast / 2
+                if gain > best_gain:
+                    best, best_gain = i, gain
+            chosen.append(best)
+        out.append(chosen)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("penalty, contrast", [(0.5, 0.0), (0.5, 0.2), (1.0, 0.6), (0.3, 0.9)])
+def test_greedy_reference_matches_a_loop_over_slots(penalty, contrast):
+    rng = np.random.default_rng(int(penalty * 10 + contrast * 100))
+    value = rng.random((80, 8))
+    topics = rng.integers(0, 3, size=(80, 8))
+    got = cm.greedy_reference(value, topics, 4, penalty, contrast, shortlist=8)
+    np.testing.assert_array_equal(got, _greedy_by_loop(value, topics, 4, penalty, contrast))
+
+
+def test_greedy_reference_never_reuses_a_candidate_even_of_value_zero():
+    value = np.array([[1.0, 0.0, 0.0, 0.0]])
+    slate = cm.greedy_reference(value, np.array([[0, 1, 2, 3]]), 4, 0.5, 0.2)
+    assert sorted(slate[0].tolist()) == [0, 1, 2, 3]
+
+
+def _one_other_topic(rank: int, rows: int = 30, n: int = 12):
+    """Rows of shuffled candidates: values 1.0, 0.99, ... by rank; every candidate is topic 0
+    except the one of the given rank (topic 1)."""
+    rng = np.random.default_rng(rank)
+    by_rank = 1.0 - 0.01 * np.arange(n)
+    value, topics, other = np.empty((rows, n)), np.zeros((rows, n), np.int64), []
+    for r in range(rows):
+        order = rng.permutation(n)  # order[i]: the rank-(i+1) candidate's position
+        value[r, order] = by_rank
+        topics[r, order[rank - 1]] = 1
+        other.append(order[rank - 1])
+    return value, topics, np.array(other)
+
+
+def test_greedy_reference_searches_exactly_the_3k_most_valuable_candidates():
+    """K=2, repeat penalty 0.5, no contrast: the second slot wants the one candidate of another
+    topic (0.95 or 0.94 > 0.99 x 0.5). Ranked 6th (= 3K) it is in the default shortlist and
+    chosen; ranked 7th it is outside, and only a longer shortlist finds it."""
+    value, topics, other = _one_other_topic(rank=6)
+    slates = cm.greedy_reference(value, topics, 2, 0.5, 0.0)
+    np.testing.assert_array_equal(slates[:, 1], other)
+    value, topics, other = _one_other_topic(rank=7, n=7)  # one candidate beyond the 3K
+    default = cm.greedy_reference(value, topics, 2, 0.5, 0.0)
+    assert not np.any(default[:, 1] == other)
+    np.testing.assert_array_equal(default, cm.greedy_reference(value, topics, 2, 0.5, 0.0,
+                                                               shortlist=6))
+    longer = cm.greedy_reference(value, topics, 2, 0.5, 0.0, shortlist=7)
+    np.testing.assert_array_equal(longer[:, 1], other)

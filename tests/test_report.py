@@ -53,12 +53,12 @@ def test_report_has_table_plots_recovery_and_pairs(tiny_run):
 
 
 def _fake_cell(run_dir, label, seed, rewards, regrets, events=None, scenario="s",
-               requests=None):
+               requests=None, agent=None):
     n = len(rewards)
     requests = np.full(n, 100) if requests is None else np.asarray(requests)
     ends = np.cumsum(requests)
     df = pd.DataFrame({
-        "cell_id": f"{scenario}.{label}.{seed}", "scenario": scenario, "agent": label,
+        "cell_id": f"{scenario}.{label}.{seed}", "scenario": scenario, "agent": agent or label,
         "label": label, "seed": seed, "window": np.arange(n), "tick_start": ends - requests,
         "tick_end": ends, "requests": requests,
         "reward_per_request": rewards, "ctr": np.asarray(rewards) / 10,
@@ -333,3 +333,69 @@ def test_headroom_share_needs_a_headroom_clearly_above_zero(tmp_path):
     mean = 0.1 / 3  # whole run: half the windows are before the event (headroom 0)
     assert f"| s | 100 | {mean / 2:.4f} [{(mean - half) / 2:.4f}, {(mean + half) / 2:.4f}] " \
         f"| {mean:.4f} [{mean - half:.4f}, {mean + half:.4f}] | 3 |" in text
+
+
+def test_headroom_without_a_drift_event_is_taken_over_the_whole_run(tmp_path):
+    """No event (a stationary run): the headroom row says "none", has no after-event figure,
+    counts the seeds of the whole-run headroom, and shares are taken of the whole-run one."""
+    for seed in (0, 1, 2):
+        _fake_cell(tmp_path, "oracle", seed, [3.0 + seed] * 4, [0.0] * 4)
+        _fake_cell(tmp_path, "stale-oracle", seed, [2.0 + seed] * 4, [0.0] * 4)
+        _fake_cell(tmp_path, "static", seed, [1.0] * 4, [1.0] * 4)
+        _fake_cell(tmp_path, "fancy", seed, [1.5] * 4, [1.0] * 4)
+    text = write_report(tmp_path, plots=False).read_text()
+    assert "| s | none | 1.0000 [1.0000, 1.0000] | n/a | 3 |" in text
+    assert "| s | fancy | 0.5000 [0.5000, 0.5000] | 50% | 3 |" in text
+
+
+def test_recovery_rows_follow_the_shift_ticks_and_skip_a_shift_with_no_baseline(tmp_path):
+    """Four abrupt shifts: at 50 (inside the first window: no complete window before it, so no
+    row), then 350, 650 and 950, each followed by a one-window drop. Rows come in tick order and
+    each shift's recovery is looked for only up to the next shift."""
+    events = ["abrupt@50", "", "", "abrupt@350", "", "", "abrupt@650", "", "", "abrupt@950",
+              "", ""]
+    regrets = [0.5, 0.5, 0.5, 0.5, 0.9, 0.5, 0.5, 0.9, 0.5, 0.5, 0.9, 0.5]
+    for seed in (0, 1):
+        _fake_cell(tmp_path, "static", seed, [1.0] * 12, regrets, events)
+    text = write_report(tmp_path, plots=False).read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| s | ")
+            and "| static |" in line]
+    assert [r.split("|")[2].strip() for r in rows] == ["350", "650", "950"]
+    assert all(r.endswith("| 250 [250, 250] | 2/2 | 2/2 |") for r in rows)
+
+
+def test_headroom_and_pairs_go_on_past_a_scenario_that_lacks_an_agent(tmp_path):
+    """Scenario a lacks stale-oracle (no headroom), b lacks static (headroom but no gains or
+    pairs), c has them all: c's rows are still there. In c the oracle is no better than the
+    stale one (headroom exactly 0, an interval that does not exclude zero): no share."""
+    agents = {"a": ("oracle", "fancy"), "b": ("oracle", "stale-oracle", "fancy"),
+              "c": ("oracle", "stale-oracle", "static", "fancy", "tuned")}
+    reward = {"oracle": 3.0, "stale-oracle": 3.0, "static": 1.0, "fancy": 1.5, "tuned": 1.7}
+    for scenario, names in agents.items():
+        for seed in (0, 1, 2):
+            for name in names:
+                _fake_cell(tmp_path, name, seed, [reward[name]] * 2, [0.0] * 2,
+                           scenario=scenario)
+    # an agent run on another seed only: nothing to pair it with, and the pairs go on past it
+    _fake_cell(tmp_path, "lonely", 9, [1.2] * 2, [0.0] * 2, scenario="c")
+    text = write_report(tmp_path, plots=False).read_text()
+    assert "(missing for: a)" in text
+    assert "| b | none | 0.0000 [0.0000, 0.0000] | n/a | 3 |" in text
+    assert "| c | none | 0.0000 [0.0000, 0.0000] | n/a | 3 |" in text
+    assert "| c | fancy | 0.5000 [0.5000, 0.5000] | n/a | 3 |" in text  # gain, no share
+    # tuned sorts after the reference agents: their rows are skipped, not the end of the list
+    assert "| c | tuned | 0.7000 [0.7000, 0.7000] | n/a | 3 |" in text
+    pairs = text[text.index("## Paired"):]
+    assert "| c | fancy | 0.5000 [0.5000, 0.5000] |" in pairs
+    assert "| c | tuned | 0.7000 [0.7000, 0.7000] |" in pairs
+    assert "| a |" not in pairs and "| b |" not in pairs and "| c | lonely |" not in pairs
+
+
+def test_headroom_takes_the_first_entry_of_an_agent_listed_twice(tmp_path):
+    """Two oracle entries (different configs): the headroom uses the first in report order."""
+    for seed in (0, 1):
+        _fake_cell(tmp_path, "oracle(x=1)", seed, [3.0] * 2, [0.0] * 2, agent="oracle")
+        _fake_cell(tmp_path, "oracle(x=2)", seed, [4.0] * 2, [0.0] * 2, agent="oracle")
+        _fake_cell(tmp_path, "stale-oracle", seed, [2.0] * 2, [0.0] * 2)
+    text = write_report(tmp_path, plots=False).read_text()
+    assert "| s | none | 1.0000 [1.0000, 1.0000] | n/a | 2 |" in text

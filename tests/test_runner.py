@@ -79,14 +79,17 @@ def test_same_cell_same_frame_except_timing():
         steady(c).drop(columns=["cell_id", "seed"]))
 
 
-def test_metrics_match_a_hand_loop():
+@pytest.mark.parametrize("scenario", ["stationary", "cold-churn"])
+def test_metrics_match_a_hand_loop(scenario):
     """Every window's reward, CTR, conversions, truth, regret, return gap and population are
-    what their definitions say (each window starts from zero: nothing carries over)."""
-    spec = cell(seed=2)
+    what their definitions say (each window starts from zero: nothing carries over). In
+    ``cold-churn`` users join: their first visits (gap -1) must stay out of the return gap."""
+    spec = cell(seed=2, scenario=scenario)
     df = run_cell(spec)
-    env = VectorRerankEnv(100, "stationary", **WORLD, max_steps=RUN_MAX_STEPS)
+    env = VectorRerankEnv(100, scenario, **WORLD, max_steps=RUN_MAX_STEPS)
     obs, _ = env.reset(seed=2)
     agent = make_agent("random", AgentContext(world=env.config, seed=2))
+    first_visits = 0
     for w in range(4):  # four windows of 5 steps of 100
         sums, gaps = np.zeros(5), []
         for _ in range(5):
@@ -96,6 +99,7 @@ def test_metrics_match_a_hand_loop():
             sums += [reward.sum(), info["clicks"].sum(), len(info["conversions"]),
                      t["expected_reward"].sum(), t["reference_reward"].sum()]
             gaps.extend(g for g in np.asarray(info["return_gap"]).tolist() if g >= 0)
+            first_visits += int(np.count_nonzero(np.asarray(info["return_gap"]) < 0))
         row = df.iloc[w]
         assert row["reward_per_request"] == pytest.approx(sums[0] / 500)
         assert row["ctr"] == pytest.approx(sums[1] / (10 * 500))
@@ -107,6 +111,7 @@ def test_metrics_match_a_hand_loop():
                                                   nan_ok=True)
         assert row["active_users"] == int(info["active_users"])
     agent.close()
+    assert (first_visits > 0) == (scenario == "cold-churn")  # the newcomers are really there
 
 
 def test_late_clicks_reach_the_agent_and_ctr_counts_clicks_made():
@@ -341,3 +346,144 @@ def test_timing_columns_read_the_clock_around_act_and_the_step(monkeypatch):
     np.testing.assert_allclose(df["act_p50_ms"], 1.0)
     np.testing.assert_allclose(df["act_p99_ms"], 1.0)
     np.testing.assert_allclose(df["requests_per_s"], 500 / (5 * 3e-3))
+
+
+# ------------------------------------------------------------------ act() latency
+class _FakeClock:
+    """A perf_counter that only moves when an agent's act() says so (seconds)."""
+
+    now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+FAKE_CLOCK = _FakeClock()
+
+
+@register_agent("test-timed", "its act() takes the given milliseconds on a fake clock (tests)")
+class TimedAgent(BaseAgent):
+    name = "test-timed"
+
+    def __init__(self, context: AgentContext, act_ms: tuple = (1.0,)):
+        super().__init__(context)
+        self.act_ms, self.calls = list(act_ms), 0
+
+    def act(self, obs):
+        FAKE_CLOCK.now += self.act_ms[self.calls % len(self.act_ms)] * 1e-3
+        self.calls += 1
+        return np.tile(np.arange(self.context.slate_size), (obs["candidate_ids"].shape[0], 1))
+
+
+def test_latency_percentiles_are_the_median_and_the_99th_of_the_window(monkeypatch):
+    """act() takes 3, 1, 5, 2, 4 ms in each window of five calls: the median is 3 ms, the 99th
+    percentile (linear interpolation) 4 + 0.96 = 4.96 ms, and the window's wall time is the
+    15 ms spent in act() (the fake clock stands still elsewhere)."""
+    from driftrank.experiments import runner
+
+    monkeypatch.setattr(FAKE_CLOCK, "now", 0.0)
+    monkeypatch.setattr(runner, "time", FAKE_CLOCK)
+    df = run_cell(cell("test-timed", requests=1000,
+                       agent_config={"act_ms": [3.0, 1.0, 5.0, 2.0, 4.0]}))
+    np.testing.assert_allclose(df["act_p50_ms"], 3.0)
+    np.testing.assert_allclose(df["act_p99_ms"], 4.96)
+    np.testing.assert_allclose(df["requests_per_s"], 500 / 15e-3)
+
+
+def test_a_window_with_no_measurable_wall_time_reports_infinite_throughput(monkeypatch):
+    """A clock too coarse to see a window (zero wall time) gives inf requests/s, not a crash."""
+    from driftrank.experiments import runner
+
+    monkeypatch.setattr(FAKE_CLOCK, "now", 0.0)
+    monkeypatch.setattr(runner, "time", FAKE_CLOCK)
+    df = run_cell(cell("test-timed", requests=500, agent_config={"act_ms": [0.0]}))
+    assert df["requests_per_s"].tolist() == [np.inf]
+    assert df["act_p50_ms"].tolist() == [0.0]
+
+
+# ------------------------------------------------------------------ plugins, threads, progress
+ATTACHED: list[str] = []
+
+
+@register_agent("test-duck", "a plugin agent that does not subclass BaseAgent (tests only)")
+class DuckAgent:
+    """Only act() and observe(), plus an attach_world() it never asked to be called (no
+    ``needs_world``): the world's truth must not reach it."""
+
+    def __init__(self, context: AgentContext):
+        self.k = context.slate_size
+
+    def act(self, obs):
+        return np.tile(np.arange(self.k), (obs["candidate_ids"].shape[0], 1))
+
+    def observe(self, feedback):
+        pass
+
+    def attach_world(self, world):
+        ATTACHED.append("duck")
+
+
+def test_a_plugin_agent_gets_the_world_only_if_it_asks():
+    ATTACHED.clear()
+    df = run_cell(cell("test-duck", requests=500))
+    assert len(df) == 1 and ATTACHED == []
+
+
+def test_a_cell_caps_torch_at_one_thread_by_default():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        run_cell(cell(requests=500))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+class _RecordingBar:
+    """Stands in for tqdm: records what the runner tells its progress bar."""
+
+    made: list[_RecordingBar] = []
+
+    def __init__(self, total, desc, unit, leave):
+        self.total, self.desc, self.unit, self.leave = total, desc, unit, leave
+        self.done, self.closed = 0, False
+        _RecordingBar.made.append(self)
+
+    def update(self, n):
+        self.done += n
+
+    def close(self):
+        self.closed = True
+
+
+def test_progress_is_off_by_default_and_counts_every_step_when_on(monkeypatch):
+    import tqdm.auto
+
+    _RecordingBar.made.clear()
+    monkeypatch.setattr(tqdm.auto, "tqdm", _RecordingBar)
+    run_cell(cell(requests=500))
+    assert _RecordingBar.made == []
+    spec = cell(requests=500)
+    run_cell(spec, progress=True)
+    (bar,) = _RecordingBar.made
+    assert (bar.total, bar.done, bar.closed) == (5, 5, True)
+    assert bar.desc == spec.label and bar.unit == "step"
+    assert bar.leave is False  # a grid's cells do not leave a bar each behind
+
+
+def test_a_cell_needs_at_least_one_thread():
+    with pytest.raises(ValueError, match=r"threads=0 must be an integer >= 1"):
+        run_cell(cell(requests=500), threads=0)
+
+
+def test_a_period_of_one_calls_on_period_after_every_request():
+    RECORDED.pop("p1", None)
+    run_cell(cell("test-recorder", requests=500, agent_config={"period": 1, "key": "p1"}))
+    periods = [e[1] for e in RECORDED["p1"] if e[0] == "period"]
+    assert len(periods) == 500 and periods[:101] == [100] * 100 + [200]
+
+
+def test_a_drift_event_inside_a_window_lands_in_that_window():
+    df = run_cell(cell(scenario="abrupt-shift", world={**WORLD, "abrupt_times": [1250]}))
+    assert df["drift_events"].tolist() == ["", "", "abrupt@1250", ""]  # window [1000, 1500)
