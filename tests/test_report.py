@@ -399,3 +399,18 @@ def test_headroom_takes_the_first_entry_of_an_agent_listed_twice(tmp_path):
         _fake_cell(tmp_path, "stale-oracle", seed, [2.0] * 2, [0.0] * 2)
     text = write_report(tmp_path, plots=False).read_text()
     assert "| s | none | 1.0000 [1.0000, 1.0000] | n/a | 2 |" in text
+
+
+def test_events_come_in_tick_order_whatever_their_kind_or_set_order():
+    """Recovery walks the shifts in this order; sorting by kind (or leaving a set's order,
+    which moves with string hashing) would pair a shift with the wrong next one."""
+    from driftrank.experiments.report import _events
+
+    ticks = [(37 * i) % 23 * 100 + 100 for i in range(23)]  # 23 distinct ticks, scrambled
+    cells = ["abrupt@" + ";abrupt@".join(str(t) for t in ticks[:12]),
+             "abrupt@" + ";abrupt@".join(str(t) for t in ticks[12:]) + ";quality@150;churn@50"]
+    df = pd.DataFrame({"drift_events": cells + [None, ""]})
+    events = _events(df)
+    assert [t for _, t in events] == sorted([*ticks, 150, 50])
+    assert events[:3] == [("churn", 50), ("abrupt", 100), ("quality", 150)]
+    assert len(events) == len(set(events)) == 25
