@@ -1,4 +1,6 @@
-"""driftrank.envs: the simulated world and its Gymnasium environments (numpy only).
+"""driftrank.envs: the simulated world and its Gymnasium environments.
+
+numpy, with numba kernels for the per-request loops (``kernels.py``); never torch.
 
 Importing this package registers ``driftrank/Rerank-v0`` (single request per step, with
 ``VectorRerankEnv`` as its ``vector_entry_point``).
