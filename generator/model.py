@@ -39,6 +39,19 @@ def gumbel_noise(uniform: torch.Tensor) -> torch.Tensor:
     return -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
 
 
+
+def _with_delta(q: torch.Tensor, h: torch.Tensor, param_delta: dict | None) -> torch.Tensor:
+    """The pointer query ``q = W h + b`` plus a per-request parameter offset (LAST's
+    delta-theta on ``pointer_query``), if one is given."""
+    if param_delta:
+        dw = param_delta.get("pointer_query.weight")
+        db = param_delta.get("pointer_query.bias")
+        if dw is not None:
+            q = q + torch.einsum("boh,bh->bo", dw, h)
+        if db is not None:
+            q = q + db
+    return q
+
 class SlateGenerator(nn.Module):
     """Pointer-network slate policy over N candidates, producing K distinct indices."""
 
@@ -99,15 +112,7 @@ class SlateGenerator(nn.Module):
     # -- decoder --------------------------------------------------------------------------------
 
     def _query(self, h: torch.Tensor, param_delta: dict | None) -> torch.Tensor:
-        q = self.pointer_query(h)
-        if param_delta:
-            dw = param_delta.get("pointer_query.weight")
-            db = param_delta.get("pointer_query.bias")
-            if dw is not None:
-                q = q + torch.einsum("boh,bh->bo", dw, h)
-            if db is not None:
-                q = q + db
-        return q
+        return _with_delta(self.pointer_query(h), h, param_delta)
 
     def decode(
         self,
@@ -265,14 +270,7 @@ class SlateGenerator(nn.Module):
         picks = torch.empty(m, k, dtype=torch.int64)
         for t in range(k):
             state = torch.gru_cell(x, state, w_ih, w_hh, b_ih, b_hh)
-            q = F.linear(state, pq.weight, pq.bias)
-            if param_delta:
-                dw = param_delta.get("pointer_query.weight")
-                db = param_delta.get("pointer_query.bias")
-                if dw is not None:
-                    q = q + torch.einsum("boh,bh->bo", dw, state)
-                if db is not None:
-                    q = q + db
+            q = _with_delta(F.linear(state, pq.weight, pq.bias), state, param_delta)
             if g == 1 and enc_offset is None:  # exactly decode()'s matrix-vector product
                 logit = torch.bmm(keys, q.unsqueeze(-1)).squeeze(-1)
             else:
