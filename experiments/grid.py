@@ -118,7 +118,7 @@ def run_grid(
 
     todo = prepare_grid(todo, cache_dir, threads, launcher, run_dir, summary, progress)
     if todo:
-        with CellProgress(len(todo), progress, "cells") as bar:
+        with CellProgress(len(todo), progress, "cells", kinds=[c.label for c in todo]) as bar:
             recorder = CellRecorder(run_dir, launcher, retries, summary, bar)
             if launcher == "serial":
                 run_serial(todo, recorder, cache_dir, threads)

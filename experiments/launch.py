@@ -38,7 +38,7 @@ class CellRecorder:
         if errors:
             self.summary.retried.append({"cell_id": cell.cell_id, "attempts": len(errors) + 1,
                                          "errors": [e for e, _ in errors]})
-        self.bar.finished()
+        self.bar.finished(kind=cell.label, seconds=cell_seconds(df))
 
     def failed(self, cell: CellSpec, exc: BaseException, trace: str) -> bool:
         """Note a failed attempt; True if the cell should be tried again."""
@@ -49,8 +49,15 @@ class CellRecorder:
         record = failure_record(cell, self.launcher, "run", self.errors.pop(cell.cell_id))
         store.write_failure(self.run_dir, cell.cell_id, record)
         self.summary.failed.append(record)
-        self.bar.finished(failed=True)
+        self.bar.finished(failed=True, kind=cell.label)
         return False
+
+
+def cell_seconds(df: pd.DataFrame) -> float | None:
+    """A finished cell's compute seconds: its windows' requests over their requests/s."""
+    if not {"requests", "requests_per_s"} <= set(df.columns):
+        return None
+    return float((df["requests"] / df["requests_per_s"]).sum())
 
 
 def run_serial(todo: list[CellSpec], recorder: CellRecorder, cache_dir: Path,

@@ -2,14 +2,22 @@
 
 tqdm's own estimate smooths over update times, so a grid whose first cells land together (Ray)
 or after a long preparation promised seconds while it sat for minutes. :class:`CellProgress`
-estimates from what has finished only: time since the first cell was started divided by cells
-finished, times cells left; before any cell has finished it says so (``eta ?``). Preparation
-(pretraining) has its own bar and is never part of a cell's time.
+estimates from what has finished only; before anything has finished it says so (``eta ?``).
+Preparation (pretraining) has its own bar and is never part of a cell's time.
+
+Cells of one grid differ in cost by two orders of magnitude (an oracle cell takes a second, a
+LAST cell a minute), and the cheap ones tend to finish first, so a mean pace over finished
+cells promised too little. When the items have kinds (a cell's agent and config) and each
+finished item reports its compute seconds, the work left is estimated per kind (the mean of
+that kind's finished items; a kind with none yet counts as the slowest kind seen) and divided
+by the parallelism observed so far (compute seconds finished per second of wall time).
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections import Counter
 
 
 def _clock(seconds: float) -> str:
@@ -22,25 +30,47 @@ def _clock(seconds: float) -> str:
 class CellProgress:
     """A bar over ``total`` items of work with an ETA from finished items."""
 
-    def __init__(self, total: int, enabled: bool, desc: str, unit: str = "cell"):
+    def __init__(self, total: int, enabled: bool, desc: str, unit: str = "cell",
+                 kinds: list[str] | None = None):
         from tqdm.auto import tqdm
 
+        if kinds is not None and len(kinds) != total:
+            raise ValueError(f"kinds has {len(kinds)} entries for {total} items")
         self.total, self.done, self.failed = total, 0, 0
+        self.left = Counter(kinds or ())  # items of each kind not finished yet
+        self.seconds: dict[str, list[float]] = {}  # compute seconds of finished items, by kind
         self.start = time.perf_counter()
         self.bar = tqdm(total=total, desc=desc, unit=unit, disable=not enabled,
                         dynamic_ncols=True,
                         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
         self.bar.set_postfix_str("eta ?", refresh=False)
 
-    def eta_s(self) -> float | None:
-        """Seconds left at the mean pace of finished items; None before the first."""
+    def eta_s(self, now: float | None = None) -> float | None:
+        """Seconds left; None before the first item has finished (see the module doc)."""
         if not self.done:
             return None
-        return (time.perf_counter() - self.start) / self.done * (self.total - self.done)
+        elapsed = (time.perf_counter() if now is None else now) - self.start
+        if not self.seconds or not self.left:
+            return elapsed / self.done * (self.total - self.done)
+        mean = {k: sum(v) / len(v) for k, v in self.seconds.items()}
+        slowest = max(mean.values())
+        work_left = sum(n * mean.get(k, slowest) for k, n in self.left.items())
+        work_done = sum(sum(v) for v in self.seconds.values())
+        if work_done <= 0.0 or elapsed <= 0.0:
+            return elapsed / self.done * (self.total - self.done)
+        return work_left / (work_done / elapsed)
 
-    def finished(self, failed: bool = False) -> None:
+    def finished(self, failed: bool = False, kind: str | None = None,
+                 seconds: float | None = None) -> None:
+        """One item done; ``kind`` and its compute ``seconds`` refine the estimate."""
         self.done += 1
         self.failed += failed
+        if kind is not None and self.left[kind] > 0:
+            self.left[kind] -= 1
+            if not self.left[kind]:
+                del self.left[kind]
+            if seconds is not None and math.isfinite(seconds) and seconds >= 0.0:
+                self.seconds.setdefault(kind, []).append(float(seconds))
         eta = self.eta_s()
         text = f"eta {_clock(eta)}" if eta is not None else "eta ?"
         if self.failed:

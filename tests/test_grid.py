@@ -387,6 +387,27 @@ def test_the_eta_comes_from_finished_cells_only(monkeypatch):
         assert bar.eta_s() == pytest.approx(120 / 1 * 3)  # 2 min for one cell, 3 to go
 
 
+def test_the_eta_weighs_the_cells_left_by_their_kind():
+    """Cheap cells finishing first must not promise a short wait for the costly ones."""
+    from driftrank.experiments import progress
+
+    kinds = ["oracle"] * 2 + ["last"] * 3 + ["drn"]
+    with progress.CellProgress(total=6, enabled=False, desc="cells", kinds=kinds) as bar:
+        bar.start = 0.0
+        bar.finished(kind="oracle", seconds=2.0)
+        bar.finished(kind="oracle", seconds=2.0)
+        # only oracles seen (4 s of work in 2 s: parallelism 2); last and drn unseen -> 2 s each
+        assert bar.eta_s(now=2.0) == pytest.approx((3 * 2.0 + 2.0) / 2.0)
+        bar.finished(kind="last", seconds=60.0)
+        # 64 s of work in 40 s (1.6x); left: 2 last at 60 s, 1 drn counted as the slowest (60 s)
+        assert bar.eta_s(now=40.0) == pytest.approx((2 * 60.0 + 60.0) / (64.0 / 40.0))
+        bar.finished(kind="drn", seconds=10.0)
+        assert bar.eta_s(now=50.0) == pytest.approx(2 * 60.0 / (74.0 / 50.0))
+        # the uniform pace would have said (50 / 4) * 2 = 25 s
+    with pytest.raises(ValueError, match="kinds has 1 entries for 2 items"):
+        progress.CellProgress(total=2, enabled=False, desc="cells", kinds=["x"])
+
+
 def test_grid_spec_and_cell_share_length_and_serialisation():
     spec = small_spec(strict=False)
     assert all(not c.strict for c in spec.cells())
