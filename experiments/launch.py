@@ -10,6 +10,7 @@ retried. :func:`run_serial` runs cells one after another in this process;
 
 from __future__ import annotations
 
+import time
 import traceback
 from pathlib import Path
 
@@ -53,11 +54,20 @@ class CellRecorder:
         return False
 
 
+def timed_cell(cell: CellSpec, cache_dir, threads: int) -> pd.DataFrame:
+    """:func:`run_cell` with its whole wall time (agent construction included) in
+    ``df.attrs["cell_wall_s"]``, which the progress bar's ETA reads (it travels with the
+    frame from a Ray worker; it is not a result column)."""
+    t0 = time.perf_counter()
+    df = run_cell(cell, cache_dir=cache_dir, threads=threads)
+    df.attrs["cell_wall_s"] = time.perf_counter() - t0
+    return df
+
+
 def cell_seconds(df: pd.DataFrame) -> float | None:
-    """A finished cell's compute seconds: its windows' requests over their requests/s."""
-    if not {"requests", "requests_per_s"} <= set(df.columns):
-        return None
-    return float((df["requests"] / df["requests_per_s"]).sum())
+    """A finished cell's wall seconds (:func:`timed_cell`); None when it was not timed."""
+    seconds = df.attrs.get("cell_wall_s")
+    return None if seconds is None else float(seconds)
 
 
 def run_serial(todo: list[CellSpec], recorder: CellRecorder, cache_dir: Path,
@@ -66,7 +76,7 @@ def run_serial(todo: list[CellSpec], recorder: CellRecorder, cache_dir: Path,
     for cell in todo:
         while True:
             try:
-                df = run_cell(cell, cache_dir=cache_dir, threads=threads)
+                df = timed_cell(cell, cache_dir, threads)
             except Exception as exc:
                 if recorder.failed(cell, exc, traceback.format_exc()):
                     continue

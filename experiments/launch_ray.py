@@ -17,8 +17,7 @@ from typing import Any
 from ..adapt.ray_session import ray_session
 from ..agents import available_agents, register_agent
 from .cell import CellSpec
-from .launch import CellRecorder
-from .runner import run_cell
+from .launch import CellRecorder, timed_cell
 from .threads import set_torch_threads
 
 #: seconds ``ray.wait`` blocks before the progress bar is refreshed
@@ -33,7 +32,7 @@ def _ray_cell_task(spec_dict: dict, cache_dir: str, threads: int, shipped: dict)
 
     for name, (factory, description) in shipped.items():
         register_agent(name, description)(factory)
-    df = run_cell(CellSpec.from_dict(spec_dict), cache_dir=cache_dir, threads=threads)
+    df = timed_cell(CellSpec.from_dict(spec_dict), cache_dir, threads)
     df["node_id"] = ray.get_runtime_context().get_node_id()
     return df
 
@@ -95,6 +94,8 @@ def run_ray(todo: list[CellSpec], recorder: CellRecorder, cache_dir: Path, threa
                 f"be sent to Ray workers ({exc}); make them importable (an installed module or "
                 "an entry point) or use launcher='serial'") from exc
         task = ray.remote(_ray_cell_task)
+        cpus = ray.cluster_resources().get("CPU", 1.0)
+        recorder.bar.slots = max(1, min(len(todo), int(cpus // num_cpus_per_cell)))
         pending: dict[Any, CellSpec] = {}
 
         def submit(cell: CellSpec) -> None:

@@ -8,9 +8,10 @@ Preparation (pretraining) has its own bar and is never part of a cell's time.
 Cells of one grid differ in cost by two orders of magnitude (an oracle cell takes a second, a
 LAST cell a minute), and the cheap ones tend to finish first, so a mean pace over finished
 cells promised too little. When the items have kinds (a cell's agent and config) and each
-finished item reports its compute seconds, the work left is estimated per kind (the mean of
-that kind's finished items; a kind with none yet counts as the slowest kind seen) and divided
-by the parallelism observed so far (compute seconds finished per second of wall time).
+finished item reports its wall seconds, the work left is estimated per kind (the mean of that
+kind's finished items; a kind with none yet counts as the slowest kind seen) and shared over
+the ``slots`` that run at once (1 serially, the cluster's cells-at-a-time on Ray), but never
+less than the longest single item left.
 """
 
 from __future__ import annotations
@@ -31,14 +32,15 @@ class CellProgress:
     """A bar over ``total`` items of work with an ETA from finished items."""
 
     def __init__(self, total: int, enabled: bool, desc: str, unit: str = "cell",
-                 kinds: list[str] | None = None):
+                 kinds: list[str] | None = None, slots: int = 1):
         from tqdm.auto import tqdm
 
         if kinds is not None and len(kinds) != total:
             raise ValueError(f"kinds has {len(kinds)} entries for {total} items")
         self.total, self.done, self.failed = total, 0, 0
         self.left = Counter(kinds or ())  # items of each kind not finished yet
-        self.seconds: dict[str, list[float]] = {}  # compute seconds of finished items, by kind
+        self.seconds: dict[str, list[float]] = {}  # wall seconds of finished items, by kind
+        self.slots = max(1, int(slots))  # items that run at once (a launcher may set it later)
         self.start = time.perf_counter()
         self.bar = tqdm(total=total, desc=desc, unit=unit, disable=not enabled,
                         dynamic_ncols=True,
@@ -54,15 +56,13 @@ class CellProgress:
             return elapsed / self.done * (self.total - self.done)
         mean = {k: sum(v) / len(v) for k, v in self.seconds.items()}
         slowest = max(mean.values())
-        work_left = sum(n * mean.get(k, slowest) for k, n in self.left.items())
-        work_done = sum(sum(v) for v in self.seconds.values())
-        if work_done <= 0.0 or elapsed <= 0.0:
-            return elapsed / self.done * (self.total - self.done)
-        return work_left / (work_done / elapsed)
+        cost = {k: mean.get(k, slowest) for k in self.left}
+        work_left = sum(n * cost[k] for k, n in self.left.items())
+        return max(work_left / self.slots, max(cost.values()))
 
     def finished(self, failed: bool = False, kind: str | None = None,
                  seconds: float | None = None) -> None:
-        """One item done; ``kind`` and its compute ``seconds`` refine the estimate."""
+        """One item done; ``kind`` and its wall ``seconds`` refine the estimate."""
         self.done += 1
         self.failed += failed
         if kind is not None and self.left[kind] > 0:

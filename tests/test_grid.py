@@ -392,20 +392,37 @@ def test_the_eta_weighs_the_cells_left_by_their_kind():
     from driftrank.experiments import progress
 
     kinds = ["oracle"] * 2 + ["last"] * 3 + ["drn"]
-    with progress.CellProgress(total=6, enabled=False, desc="cells", kinds=kinds) as bar:
-        bar.start = 0.0
+    with progress.CellProgress(total=6, enabled=False, desc="cells", kinds=kinds,
+                               slots=2) as bar:
         bar.finished(kind="oracle", seconds=2.0)
         bar.finished(kind="oracle", seconds=2.0)
-        # only oracles seen (4 s of work in 2 s: parallelism 2); last and drn unseen -> 2 s each
-        assert bar.eta_s(now=2.0) == pytest.approx((3 * 2.0 + 2.0) / 2.0)
+        # only oracles seen: the unseen kinds count as the slowest seen (2 s), 2 slots
+        assert bar.eta_s() == pytest.approx(4 * 2.0 / 2)
         bar.finished(kind="last", seconds=60.0)
-        # 64 s of work in 40 s (1.6x); left: 2 last at 60 s, 1 drn counted as the slowest (60 s)
-        assert bar.eta_s(now=40.0) == pytest.approx((2 * 60.0 + 60.0) / (64.0 / 40.0))
+        # left: 2 last at 60 s and 1 drn counted as the slowest kind (60 s), over 2 slots
+        assert bar.eta_s() == pytest.approx(3 * 60.0 / 2)
         bar.finished(kind="drn", seconds=10.0)
-        assert bar.eta_s(now=50.0) == pytest.approx(2 * 60.0 / (74.0 / 50.0))
-        # the uniform pace would have said (50 / 4) * 2 = 25 s
+        assert bar.eta_s() == pytest.approx(2 * 60.0 / 2)
+        bar.finished(kind="last", seconds=50.0)
+        # one cell left: never less than that cell, whatever the slots
+        assert bar.eta_s() == pytest.approx(55.0)
     with pytest.raises(ValueError, match="kinds has 1 entries for 2 items"):
         progress.CellProgress(total=2, enabled=False, desc="cells", kinds=["x"])
+
+
+def test_cells_report_their_wall_time_to_the_progress_bar(tmp_path, monkeypatch):
+    from driftrank.experiments import launch
+
+    seen = []
+    monkeypatch.setattr(launch.CellProgress, "finished",
+                        lambda self, failed=False, kind=None, seconds=None:
+                        seen.append((kind, seconds)))
+    spec = small_spec(agents=["random"], seeds=[0, 1])
+    run_grid(spec, tmp_path, progress=False)
+    cells = [(k, s) for k, s in seen if k is not None]  # the preparation bar has no kinds
+    assert [k for k, _ in cells] == ["random", "random"]
+    assert all(s is not None and s > 0 for _, s in cells)
+    assert "cell_wall_s" not in load_results(tmp_path).columns
 
 
 def test_grid_spec_and_cell_share_length_and_serialisation():
