@@ -9,7 +9,8 @@ Cells of one grid differ in cost by two orders of magnitude (an oracle cell take
 LAST cell a minute), and the cheap ones tend to finish first, so a mean pace over finished
 cells promised too little. When the items have kinds (a cell's agent and config) and each
 finished item reports its wall seconds, the work left is estimated per kind (the mean of that
-kind's finished items; a kind with none yet counts as the slowest kind seen) and shared over
+kind's finished items; a kind with none yet counts as the slowest kind seen, and the ETA
+is then shown as a lower bound, ``eta >mm:ss``) and shared over
 the ``slots`` that run at once (1 serially, the cluster's cells-at-a-time on Ray), but never
 less than the longest single item left.
 """
@@ -60,6 +61,11 @@ class CellProgress:
         work_left = sum(n * cost[k] for k, n in self.left.items())
         return max(work_left / self.slots, max(cost.values()))
 
+    def unseen_kinds(self) -> bool:
+        """Some items left are of a kind none of which has finished: the ETA is a lower bound
+        (shown as ``eta >mm:ss``)."""
+        return bool(self.seconds) and any(k not in self.seconds for k in self.left)
+
     def finished(self, failed: bool = False, kind: str | None = None,
                  seconds: float | None = None) -> None:
         """One item done; ``kind`` and its wall ``seconds`` refine the estimate."""
@@ -72,7 +78,8 @@ class CellProgress:
             if seconds is not None and math.isfinite(seconds) and seconds >= 0.0:
                 self.seconds.setdefault(kind, []).append(float(seconds))
         eta = self.eta_s()
-        text = f"eta {_clock(eta)}" if eta is not None else "eta ?"
+        text = f"eta {'>' if self.unseen_kinds() else ''}{_clock(eta)}" if eta is not None \
+            else "eta ?"
         if self.failed:
             text += f", failed {self.failed}"
         self.bar.set_postfix_str(text, refresh=False)

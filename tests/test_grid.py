@@ -397,12 +397,14 @@ def test_the_eta_weighs_the_cells_left_by_their_kind():
         bar.finished(kind="oracle", seconds=2.0)
         bar.finished(kind="oracle", seconds=2.0)
         # only oracles seen: the unseen kinds count as the slowest seen (2 s), 2 slots
-        assert bar.eta_s() == pytest.approx(4 * 2.0 / 2)
+        assert bar.eta_s() == pytest.approx(4 * 2.0 / 2) and bar.unseen_kinds()
+        assert bar.bar.postfix == "eta >00:04"  # a lower bound until every kind has finished
         bar.finished(kind="last", seconds=60.0)
         # left: 2 last at 60 s and 1 drn counted as the slowest kind (60 s), over 2 slots
         assert bar.eta_s() == pytest.approx(3 * 60.0 / 2)
         bar.finished(kind="drn", seconds=10.0)
-        assert bar.eta_s() == pytest.approx(2 * 60.0 / 2)
+        assert bar.eta_s() == pytest.approx(2 * 60.0 / 2) and not bar.unseen_kinds()
+        assert bar.bar.postfix == "eta 01:00"
         bar.finished(kind="last", seconds=50.0)
         # one cell left: never less than that cell, whatever the slots
         assert bar.eta_s() == pytest.approx(55.0)
