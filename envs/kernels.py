@@ -276,6 +276,18 @@ def profile_update(slots, ticks, decay, item_sum, n_clicks, profile, profile_wei
 
 
 @njit(cache=True, nogil=True)
+def _scale_rows(table, users, factor):
+    """``table[users] = table[users] * factor[:, None]`` with numpy's gather-then-scatter
+    semantics: every factor applies to the row as it was before, the last duplicate wins."""
+    new = np.empty((users.shape[0], table.shape[1]), np.float32)
+    for i in range(users.shape[0]):
+        for f in range(table.shape[1]):
+            new[i, f] = table[users[i], f] * factor[i]
+    for i in range(users.shape[0]):
+        table[users[i]] = new[i]
+
+
+@njit(cache=True, nogil=True)
 def visit_update(users, ticks, last_seen, taste_keep, z, z_scale, boredom_decay, history_decay,
                  taste, boredom, history, offset, u_eff):
     """Arriving users' lazy drift for the time since their last visit (``World._draw_requests``)
@@ -286,7 +298,6 @@ def visit_update(users, ticks, last_seen, taste_keep, z, z_scale, boredom_decay,
     the gaps from :func:`visit_gaps`. Writes the effective tastes ``u_eff`` (B, d)."""
     b = users.shape[0]
     d = taste.shape[1]
-    t = history.shape[1]
     one = np.float32(1.0)
     if taste_keep.shape[0]:
         new = np.empty((b, d), np.float32)
@@ -298,18 +309,9 @@ def visit_update(users, ticks, last_seen, taste_keep, z, z_scale, boredom_decay,
         for i in range(b):
             taste[users[i]] = new[i]
     if boredom_decay.shape[0]:
-        new_b = np.empty((b, t), np.float32)
-        for i in range(b):
-            for f in range(t):
-                new_b[i, f] = boredom[users[i], f] * boredom_decay[i]
-        for i in range(b):
-            boredom[users[i]] = new_b[i]
-    new_h = np.empty((b, t), np.float32)
+        _scale_rows(boredom, users, boredom_decay)
+    _scale_rows(history, users, history_decay)
     for i in range(b):
-        for f in range(t):
-            new_h[i, f] = history[users[i], f] * history_decay[i]
-    for i in range(b):
-        history[users[i]] = new_h[i]
         last_seen[users[i]] = ticks[i]
     for i in range(b):
         for f in range(d):
