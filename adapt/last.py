@@ -68,6 +68,13 @@ def _unit_offset(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return 0.01 * _per_request(x) * grad / (_per_request(grad) + _EPS)
 
 
+def first_copy(slates: torch.Tensor) -> torch.Tensor:
+    """(B, C): for each candidate of ``slates`` (B, C, K), the first column of its request that
+    holds the same slate (itself when it is the first)."""
+    eq = (slates.unsqueeze(2) == slates.unsqueeze(1)).all(dim=-1)  # [i, a, c]: a's == c's
+    return eq.to(torch.uint8).argmax(dim=2)
+
+
 def select_best(slates: torch.Tensor, scores: torch.Tensor, min_gain: float = 0.0):
     """Winner per request among candidate ``slates`` (B, C, K) with ``scores`` (B, C); column 0
     is the greedy slate. Every candidate gets exactly the score of the first column holding
@@ -75,9 +82,7 @@ def select_best(slates: torch.Tensor, scores: torch.Tensor, min_gain: float = 0.
     slate wins never depends on float rounding); a candidate wins only if it beats column 0
     by more than ``min_gain``. Returns (winner (B,), scores)."""
     b = slates.shape[0]
-    eq = (slates.unsqueeze(2) == slates.unsqueeze(1)).all(dim=-1)  # [i, a, c]: a's == c's
-    first = eq.to(torch.uint8).argmax(dim=2)  # (B, C): first column with the same slate
-    scores = scores.gather(1, first)
+    scores = scores.gather(1, first_copy(slates))
     winner = torch.zeros(b, dtype=torch.int64)
     if scores.shape[1] > 1:
         best_score, best = scores[:, 1:].max(dim=1)
@@ -240,8 +245,7 @@ class LastSearch:
         which the judge, deterministic per row, would have given it anyway."""
         b, c, k = slates.shape
         c0 = 0 if known is None else known.shape[1]
-        eq = (slates.unsqueeze(2) == slates.unsqueeze(1)).all(-1)  # [i, a, b]: a's == b's
-        first = eq[:, c0:].to(torch.uint8).argmax(dim=2)  # (B, C - C0): first equal column
+        first = first_copy(slates)[:, c0:]  # (B, C - C0)
         req, col = (first == torch.arange(c0, c)).nonzero(as_tuple=True)
         col = col + c0
         values = slates.new_empty((b, c, k), dtype=torch.float32)
