@@ -373,8 +373,13 @@ def run_study(out: str | Path = f"runs/study-v{STUDY_VERSION}", *, config: dict 
            "launcher": launcher, "address": address, "parts_s": timings, "failed_cells": 0,
            "finished": False}
     runs.append(run)
-    save(state.get("probes", {}), state.get("models", {}))
+
+    def keep_time() -> None:  # the time so far, in case the run stops before its end
+        run.update(wall_s=time.perf_counter() - start, failed_cells=failed)
+        save(state.get("probes", {}), state.get("models", {}))
+
     failed = 0
+    keep_time()
     try:
         for block in blocks:
             if block.spec is None:
@@ -394,8 +399,7 @@ def run_study(out: str | Path = f"runs/study-v{STUDY_VERSION}", *, config: dict 
                 summary = exc.summary
             timings[f"grid:{block.name}"] = time.perf_counter() - t0
             failed += len(summary.failed)
-            run.update(wall_s=time.perf_counter() - start, failed_cells=failed)
-            save(state.get("probes", {}), state.get("models", {}))
+            keep_time()
             log(f"  {summary}")
         t0 = time.perf_counter()
         probe_state = run_probes(config, out / PROBES, cache_dir=cache_dir, progress=progress,
@@ -406,8 +410,7 @@ def run_study(out: str | Path = f"runs/study-v{STUDY_VERSION}", *, config: dict 
         probe_state["seconds"] = {f: s for f, s in {**earlier, **probe_state["seconds"]}.items()
                                   if f in probe_state["files"]}
     except BaseException:  # interrupted (Ctrl-C included): keep the time it ran
-        run.update(wall_s=time.perf_counter() - start, failed_cells=failed)
-        save(state.get("probes", {}), state.get("models", {}))
+        keep_time()
         raise
     run.update(wall_s=time.perf_counter() - start, failed_cells=failed, finished=True)
     return save(probe_state, model_metrics(blocks, cache_dir))
