@@ -48,13 +48,12 @@ class CellProgress:
                         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
         self.bar.set_postfix_str("eta ?", refresh=False)
 
-    def eta_s(self, now: float | None = None) -> float | None:
+    def eta_s(self) -> float | None:
         """Seconds left; None before the first item has finished (see the module doc)."""
         if not self.done:
             return None
-        elapsed = (time.perf_counter() if now is None else now) - self.start
-        if not self.seconds or not self.left:
-            return elapsed / self.done * (self.total - self.done)
+        if not self.seconds or not self.left:  # no kinds or timings: the mean pace so far
+            return (time.perf_counter() - self.start) / self.done * (self.total - self.done)
         mean = {k: sum(v) / len(v) for k, v in self.seconds.items()}
         slowest = max(mean.values())
         cost = {k: mean.get(k, slowest) for k in self.left}

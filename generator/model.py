@@ -39,7 +39,6 @@ def gumbel_noise(uniform: torch.Tensor) -> torch.Tensor:
     return -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
 
 
-
 def _with_delta(q: torch.Tensor, h: torch.Tensor, param_delta: dict | None) -> torch.Tensor:
     """The pointer query ``q = W h + b`` plus a per-request parameter offset (LAST's
     delta-theta on ``pointer_query``), if one is given."""
@@ -51,6 +50,7 @@ def _with_delta(q: torch.Tensor, h: torch.Tensor, param_delta: dict | None) -> t
         if db is not None:
             q = q + db
     return q
+
 
 class SlateGenerator(nn.Module):
     """Pointer-network slate policy over N candidates, producing K distinct indices."""
