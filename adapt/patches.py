@@ -93,9 +93,6 @@ class PatchedModel(nn.Module):
         finally:
             self._enabled = enabled
 
-    def patch_parameters(self) -> list[nn.Parameter]:
-        return list(self.patches.parameters())
-
     def remove(self) -> None:
         """Detach the hooks: the base is plain again (the wrapper is unusable afterwards)."""
         for handle in self._handles:

@@ -158,9 +158,6 @@ class LazyDict(dict):
             if upto in group:
                 return
 
-    def keys_now(self):
-        return dict.keys(self)
-
     def __missing__(self, key):
         if any(key in group for group in self.GROUPS):
             self._fill(key)
