@@ -405,10 +405,6 @@ def run_study(out: str | Path = f"runs/study-v{STUDY_VERSION}", *, config: dict 
         probe_state = run_probes(config, out / PROBES, cache_dir=cache_dir, progress=progress,
                                  log=log, launcher=launcher, address=address, workers=workers)
         timings["probes"] = time.perf_counter() - t0
-        # probes finished by an earlier invocation keep the seconds it measured
-        earlier = state.get("probes", {}).get("seconds", {})
-        probe_state["seconds"] = {f: s for f, s in {**earlier, **probe_state["seconds"]}.items()
-                                  if f in probe_state["files"]}
     except BaseException:  # interrupted (Ctrl-C included): keep the time it ran
         keep_time()
         raise

@@ -163,7 +163,7 @@ def search_probe(scenario: str, seed: int, agents: dict[str, tuple[str, dict]], 
     import torch
 
     from ..agents import AgentContext, make_agent
-    from ..agents.pretrained import PretrainConfig, model_inputs, pretrain
+    from ..agents.pretrained import PretrainConfig, pretrain
     from ..envs import Feedback
 
     set_torch_threads(1)  # a probe is a unit of work like a cell
@@ -182,7 +182,7 @@ def search_probe(scenario: str, seed: int, agents: dict[str, tuple[str, dict]], 
         slot_start, done = int(env.world.tick), 0
         steps_per_slot = max(1, window // batch)
         for step in range(requests // batch):
-            x = model_inputs(obs)
+            x, served, _ = static_slates(models.generator, obs)  # the stream static serves
             r = np.arange(obs["candidates"].shape[0])[:, None]
             for key, agent in built.items():
                 slates = np.asarray(agent.act(obs), np.int64)
@@ -193,9 +193,6 @@ def search_probe(scenario: str, seed: int, agents: dict[str, tuple[str, dict]], 
                 acc[key][0] += float(score.sum())
                 acc[key][1] += float(truth.sum())
                 acc[key][2] += slates.shape[0]
-            with torch.inference_mode():
-                served = models.generator.greedy(x["user"], x["candidates"],
-                                                 x["candidate_ids"]).numpy().astype(np.int64)
             obs_served = obs
             obs, reward, _, _, info = env.step(served)
             events.extend(info.get("drift_events", []))
@@ -280,21 +277,72 @@ def _run_one(probe: str, scenario: str, seed: int, kwargs: dict, cache_dir: str)
     return evaluator_probe(scenario, seed, cache_dir=cache_dir, **kw)
 
 
-def _timed(probe, scenario, seed, kwargs, cache_dir):
-    """One probe run (a Ray task body as well): its frame and its compute seconds."""
+def _timed(probe, scenario, seed, kwargs, cache_dir) -> pd.DataFrame:
+    """One probe run (a Ray task body as well): its frame, with its compute seconds in
+    ``df.attrs["probe_seconds"]`` (stored in the parquet file with the rows, so the seconds of
+    a finished probe survive an interrupted study)."""
     import time
 
     t0 = time.perf_counter()
     df = _run_one(probe, scenario, seed, kwargs, cache_dir)
-    return df, time.perf_counter() - t0
+    df.attrs["probe_seconds"] = time.perf_counter() - t0
+    return df
+
+
+def probe_seconds(folder: str | Path, files: list[str]) -> dict[str, float]:
+    """{file: compute seconds} of the stored probe ``files`` that carry them."""
+    out = {}
+    for name in files:
+        path = Path(folder) / name
+        if path.is_file():
+            seconds = pd.read_parquet(path).attrs.get("probe_seconds")
+            if seconds is not None:
+                out[name] = float(seconds)
+    return out
+
+
+def _serial_outcomes(todo, cache_dir):
+    """(job, path, frame or None, exception or None) of each probe, run in this process."""
+    for job, path in todo:
+        try:
+            df = _timed(*job, cache_dir)
+        except Exception as exc:  # noqa: BLE001 - recorded, the study goes on
+            yield job, path, None, exc
+        else:
+            yield job, path, df, None
+
+
+def _ray_outcomes(todo, cache_dir, address, workers):
+    """The same as :func:`_serial_outcomes`, one Ray task per probe, in finishing order."""
+    import ray
+
+    started = start_ray(address, num_cpus=workers)
+    try:
+        task = ray.remote(_timed).options(num_cpus=1, max_retries=0)
+        pending = {task.remote(*job, cache_dir): (job, path) for job, path in todo}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in ready:
+                job, path = pending.pop(ref)
+                try:
+                    df = ray.get(ref, timeout=120)
+                except Exception as exc:  # noqa: BLE001 - recorded, the study goes on
+                    cause = getattr(exc, "cause", None)  # a RayTaskError carries the original
+                    yield job, path, None, cause if isinstance(cause, BaseException) else exc
+                else:
+                    yield job, path, df, None
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def run_probes(config: dict, folder: str | Path, cache_dir=".driftrank_cache",
                progress: bool = True, log=print, launcher: str = "serial",
                address: str | None = None, workers: int | None = None) -> dict:
     """Run every probe file that is not there yet (in this process, or one Ray task each with
-    ``launcher="ray"``); returns ``{"files", "failed", "seconds"}``. A file is written as soon
-    as its run finishes, so an interrupted study resumes here too."""
+    ``launcher="ray"``); returns ``{"files", "failed", "seconds"}`` (``seconds``: of every
+    stored file, this invocation's and earlier ones'). A file is written as soon as its run
+    finishes, so an interrupted study resumes here too and loses no finished probe."""
     from tqdm.auto import tqdm
 
     folder = Path(folder)
@@ -302,59 +350,23 @@ def run_probes(config: dict, folder: str | Path, cache_dir=".driftrank_cache",
     jobs = [(j, probe_path(folder, *j)) for j in _probe_jobs(config)]
     files = [p.name for _, p in jobs]
     todo = [(j, p) for j, p in jobs if not p.exists()]
-    failed, times = [], {}
+    failed = []
     if jobs:
         log(f"study: probes: {len(jobs)} runs ({len(todo)} to do) -> {folder} ({launcher})")
-    if not todo:
-        return {"files": files, "failed": failed, "seconds": times}
-
-    def record(job, path, result=None, exc=None):
-        probe, scenario, seed, _ = job
-        if exc is not None:
-            cause = getattr(exc, "cause", None)  # a RayTaskError carries the original
-            exc = cause if isinstance(cause, BaseException) else exc
-            text = (str(exc).strip().splitlines() or [""])[0]
-            failed.append({"probe": probe, "scenario": scenario, "seed": seed,
-                           "error": f"{type(exc).__name__}: {text}"})
-            log(f"  probe {probe} {scenario} seed {seed} FAILED: {failed[-1]['error']}")
-            return
-        df, seconds = result
-        times[path.name] = seconds
-        _write_parquet(path, df)
-
-    bar = tqdm(total=len(todo), desc="probes", disable=not progress)
-    if launcher == "serial":
-        for job, path in todo:
-            try:
-                result = _timed(*job, cache_dir)
-            except Exception as exc:  # noqa: BLE001 - recorded, the study goes on
-                record(job, path, exc=exc)
-            else:
-                record(job, path, result)
-            bar.update(1)
-    else:
-        import ray
-
-        started = start_ray(address, num_cpus=workers)
-        try:
-            task = ray.remote(_timed).options(num_cpus=1, max_retries=0)
-            pending = {task.remote(*job, cache_dir): (job, path) for job, path in todo}
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-                for ref in ready:
-                    job, path = pending.pop(ref)
-                    try:
-                        result = ray.get(ref, timeout=120)
-                    except Exception as exc:  # noqa: BLE001 - recorded, the study goes on
-                        record(job, path, exc=exc)
-                    else:
-                        record(job, path, result)
-                    bar.update(1)
-        finally:
-            if started:
-                ray.shutdown()
-    bar.close()
-    return {"files": files, "failed": failed, "seconds": times}
+    if todo:
+        outcomes = (_serial_outcomes(todo, cache_dir) if launcher == "serial"
+                    else _ray_outcomes(todo, cache_dir, address, workers))
+        with tqdm(total=len(todo), desc="probes", disable=not progress) as bar:
+            for (probe, scenario, seed, _), path, df, exc in outcomes:
+                if exc is None:
+                    _write_parquet(path, df)
+                else:
+                    text = (str(exc).strip().splitlines() or [""])[0]
+                    failed.append({"probe": probe, "scenario": scenario, "seed": seed,
+                                   "error": f"{type(exc).__name__}: {text}"})
+                    log(f"  probe {probe} {scenario} seed {seed} FAILED: {failed[-1]['error']}")
+                bar.update(1)
+    return {"files": files, "failed": failed, "seconds": probe_seconds(folder, files)}
 
 
 def _write_parquet(path: Path, df: pd.DataFrame) -> None:

@@ -275,6 +275,37 @@ def test_an_interrupted_study_keeps_its_wall_time(tmp_path, monkeypatch):
     assert "1 of them interrupted" in timing_text(empty, state)[0]
 
 
+def test_probes_interrupted_midway_keep_the_finished_ones_and_their_seconds(tmp_path,
+                                                                           monkeypatch):
+    """A probe's compute seconds travel in its own file: a study stopped after one probe and
+    resumed reports that probe's measured seconds, and does not run it again."""
+    import driftrank.experiments.study_probe as probe_module
+
+    config = _tiny_config()
+    jobs = probe_module._probe_jobs(config)
+    assert len(jobs) >= 2
+    calls = []
+
+    def fake(probe, scenario, seed, kwargs, cache_dir):
+        calls.append((probe, scenario, seed))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C during the second probe
+        return pd.DataFrame({"seed": [seed], "probe": [probe]})
+
+    monkeypatch.setattr(probe_module, "_run_one", fake)
+    folder = tmp_path / "probes"
+    with pytest.raises(KeyboardInterrupt):
+        probe_module.run_probes(config, folder, progress=False, log=lambda m: None)
+    (first,) = [p.name for p in folder.glob("*.parquet")]
+    stored = probe_module.probe_seconds(folder, [first])[first]
+    assert stored > 0
+
+    state = probe_module.run_probes(config, folder, progress=False, log=lambda m: None)
+    assert len(calls) == 2 + len(jobs) - 1  # the finished probe did not run again
+    assert set(state["seconds"]) == set(state["files"]) and len(state["files"]) == len(jobs)
+    assert state["seconds"][first] == stored
+
+
 def test_study_on_ray_matches_serial(tmp_path, ray_session):
     """Cells and probes as Ray tasks (the shared test session): same numbers as in-process."""
     from driftrank.experiments.runner import VOLATILE_COLUMNS
