@@ -6,7 +6,8 @@ and one ``on_period`` update over what was served (the default period is 2,000 r
 batches of 256 are one period). ``... reward --seeds 0 1`` runs cells on a scenario through
 :func:`~driftrank.experiments.runner.run_cell` and prints the mean true expected reward per
 request before and after the first drift event, and its share of the headroom between
-``static`` and the greedy-on-truth reference. Figures go in the README.
+``static`` and the greedy-on-truth reference (mean and per-seed range). Figures go in the
+README.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import torch
 
 from ..agents import AgentContext, make_agent
 from ..envs import Feedback, VectorRerankEnv, make_config
-from .runner import RUN_MAX_STEPS, parse_events, run_cell
+from .cli_args import key_values
+from .runner import RUN_MAX_STEPS, agent_label, parse_events, run_cell
 
 AGENTS = ("static", "incremental", "adapter", "film", "maml")
 
@@ -74,10 +76,14 @@ def bench_reward(agents=AGENTS, scenario: str = "abrupt-shift", seeds=(0, 1),
     """Mean true expected reward per request of each agent (a name or a (name, config)
     pair), before / after the first drift event, and its share of the headroom over
     ``static`` (which must be among ``agents``)."""
+    entries = [(entry, {}) if isinstance(entry, str) else entry for entry in agents]
+    static = [agent_label(name, config) for name, config in entries if name == "static"]
+    if not static:
+        raise ValueError("bench_reward measures shares of the headroom over static: "
+                         "list 'static' among the agents")
     frames = []
     for seed in seeds:
-        for entry in agents:
-            name, config = (entry, {}) if isinstance(entry, str) else entry
+        for name, config in entries:
             spec = dict(scenario=scenario, agent=name, seed=int(seed), requests=requests,
                         batch=batch, window=window, agent_config=dict(config),
                         world=dict(world or {}))
@@ -89,19 +95,33 @@ def bench_reward(agents=AGENTS, scenario: str = "abrupt-shift", seeds=(0, 1),
                                                        "before")
     out = (df.groupby(["label", "phase", "seed"])[["expected_reward", "reference_reward"]]
            .mean().reset_index())
-    static = out[out["label"] == "static"].set_index(["phase", "seed"])["expected_reward"]
+    static = out[out["label"] == static[0]].set_index(["phase", "seed"])["expected_reward"]
     key = list(zip(out["phase"], out["seed"], strict=True))
     base = static.reindex(key).to_numpy()
     out["headroom_share"] = (out["expected_reward"] - base) / (out["reference_reward"] - base)
     return out.groupby(["label", "phase"]).agg(
         reward=("expected_reward", "mean"), reward_sd=("expected_reward", "std"),
-        headroom_share=("headroom_share", "mean"), seeds=("seed", "count")).reset_index()
+        headroom_share=("headroom_share", "mean"), share_min=("headroom_share", "min"),
+        share_max=("headroom_share", "max"), seeds=("seed", "count")).reset_index()
+
+
+def agent_entry(text: str) -> str | tuple[str, dict]:
+    """``NAME`` or ``NAME:KEY=VALUE[,KEY=VALUE...]`` (an agent with a config, e.g.
+    ``maml:fast_adaptation=false``) -> a name, or a (name, config) pair."""
+    name, sep, rest = text.partition(":")
+    if not sep:
+        return name
+    if not name.strip() or not rest.strip():
+        raise ValueError(f"--agents {text!r} must look like NAME or NAME:KEY=VALUE[,KEY=VALUE]")
+    return name.strip(), key_values(rest.split(","), "--agents")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("what", choices=("latency", "reward"))
-    p.add_argument("--agents", nargs="+", default=list(AGENTS))
+    p.add_argument("--agents", nargs="+", default=list(AGENTS),
+                   help="names, or NAME:KEY=VALUE[,KEY=VALUE] for an agent with a config "
+                        "(reward only)")
     p.add_argument("--scenario", default=None)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--requests", type=int, default=40_960)
@@ -113,7 +133,8 @@ def main(argv=None) -> int:
         print(bench_latency(args.agents, args.scenario or "stationary",
                             cache_dir=args.cache_dir, threads=args.threads).to_string(index=False))
     else:
-        print(bench_reward(args.agents, args.scenario or "abrupt-shift", args.seeds,
+        agents = [agent_entry(a) for a in args.agents]
+        print(bench_reward(agents, args.scenario or "abrupt-shift", args.seeds,
                            args.requests, cache_dir=args.cache_dir,
                            threads=args.threads).to_string(index=False))
     return 0
