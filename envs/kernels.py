@@ -343,8 +343,11 @@ def shown_mask(slates, shown):
 def sample_clicks(p_cond, pconv, dice, stop, cands, slates, clicks, converted, slots):
     """Clicks from the click stream's uniforms (``dice[0]`` click, ``dice[1]`` stop after a
     click when ``stop`` > 0, ``dice[2]`` conversion), as ``click_model.sample_clicks``; the
-    conversions among them and the catalog slots of the served candidates."""
+    conversions among them and the catalog slots of the served candidates. Returns (clicks,
+    conversions) counted, so the world skips the label work of a batch without any."""
     b, k = p_cond.shape
+    n_clicks = 0
+    n_converted = 0
     for i in range(b):
         stopped = False
         for s in range(k):
@@ -356,34 +359,87 @@ def sample_clicks(p_cond, pconv, dice, stop, cands, slates, clicks, converted, s
                     stopped = True
             clicks[i, s] = c
             converted[i, s] = c and dice[2, i, s] < pconv[i, s]
+            n_clicks += c
+            n_converted += converted[i, s]
+    return n_clicks, n_converted
 
 
 @njit(cache=True, nogil=True)
-def click_reports(clicks, request_ids, users, user_ids, item_ids):
-    """(row, position, request_id, user_id, item_id) of every click, in row-major order
-    (``np.nonzero``'s)."""
-    b, k = clicks.shape
+def conversion_delays(converted, u_mix, expo, realistic, fast_share, fast_mean, slow_mean,
+                      ticks_per_hour, window_hours, mean, delays):
+    """``conversions.conversion_delays`` of the float32 dice at the ``converted`` slots, in
+    the types numpy computes them in: realistic (``realistic``), ``u_mix < fast_share`` in
+    float32, hours = float64(expo) x the component's mean, ticks = max(ceil(hours x
+    ticks_per_hour), 1) in float64; exponential: max(ceil(expo x ``mean``), 1) in float32
+    (``fast_share`` and ``mean`` come as float32, as numpy casts a Python float next to a
+    float32 array). A delay past the attribution window clears its ``converted`` flag
+    (never reported); returns how many conversions remain."""
+    b, k = converted.shape
     n = 0
     for i in range(b):
         for s in range(k):
-            if clicks[i, s]:
-                n += 1
-    rows = np.empty(n, np.int64)
-    positions = np.empty(n, np.int64)
-    request = np.empty(n, np.int64)
-    user = np.empty(n, np.int64)
-    item = np.empty(n, np.int64)
+            if not converted[i, s]:
+                continue
+            if realistic:
+                hours = np.float64(expo[i, s]) * (fast_mean if u_mix[i, s] < fast_share
+                                                  else slow_mean)
+                delays[i, s] = np.int64(max(np.ceil(hours * ticks_per_hour), 1.0))
+                if not hours <= window_hours:
+                    converted[i, s] = False
+                    continue
+            else:
+                delays[i, s] = np.int64(max(np.ceil(expo[i, s] * mean), np.float32(1.0)))
+            n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def label_table(mask, delays, request_ids, users, user_ids, item_ids, step_index):
+    """The labels (clicks or conversions) where ``mask`` is set, in row-major order
+    (``np.nonzero``'s), as one int64 table (7, n) whose rows are the fields of
+    ``types.FIELDS``: request id, batch row, user id, item id, position, served step and
+    delay (``delays[b, k]``, or 0 for every label when ``delays`` is empty)."""
+    b, k = mask.shape
     n = 0
     for i in range(b):
         for s in range(k):
-            if clicks[i, s]:
-                rows[n] = i
-                positions[n] = s
-                request[n] = request_ids[i]
-                user[n] = user_ids[users[i]]
-                item[n] = item_ids[i, s]
+            if mask[i, s]:
                 n += 1
-    return rows, positions, request, user, item
+    table = np.empty((7, n), np.int64)
+    n = 0
+    for i in range(b):
+        for s in range(k):
+            if mask[i, s]:
+                table[0, n] = request_ids[i]
+                table[1, n] = i
+                table[2, n] = user_ids[users[i]]
+                table[3, n] = item_ids[i, s]
+                table[4, n] = s
+                table[5, n] = step_index
+                table[6, n] = delays[i, s] if delays.shape[0] else 0
+                n += 1
+    return table
+
+
+@njit(cache=True, nogil=True)
+def queued_labels(mask, delays, request_ids, users, user_ids, item_ids, step_index, b):
+    """:func:`label_table` of labels due ``delay`` ticks after their request, and the step
+    each lands in: the first whose window [s*B, (s+1)*B) reaches the due tick, never the
+    serving step. Both sorted by landing step, stably (row-major within a step), which is
+    how ``ConversionQueue`` keeps them."""
+    table = label_table(mask, delays, request_ids, users, user_ids, item_ids, step_index)
+    n = table.shape[1]
+    land = np.empty(n, np.int64)
+    for j in range(n):
+        land[j] = max(step_index + 1, (table[0, j] + table[6, j]) // b)
+    order = np.argsort(land, kind="mergesort")
+    sorted_land = np.empty(n, np.int64)
+    sorted_table = np.empty((7, n), np.int64)
+    for j in range(n):
+        sorted_land[j] = land[order[j]]
+        for f in range(7):
+            sorted_table[f, j] = table[f, order[j]]
+    return sorted_land, sorted_table
 
 
 @njit(cache=True, nogil=True)

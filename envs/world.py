@@ -42,10 +42,10 @@ from .calibration import install as install_calibration
 from .calibration import load_calibration
 from .catalog import FEATURE_BOUND, Catalog
 from .config import WorldConfig
-from .conversions import ConversionQueue, conversion_delays
+from .conversions import FAST_MEAN_HOURS, FAST_SHARE, SLOW_MEAN_HOURS, ConversionQueue
 from .drift import DriftEvent, GlobalDrift, schedule_frame
 from .population import NEVER, Population
-from .types import ClickReports, Conversions
+from .types import FIELDS, ClickReports, Conversions
 
 STREAMS = ("world", "arrivals", "recall", "clicks", "drift", "population")
 WARMUP_SALT = 0x5EED  # streams of the warm-up, distinct from every episode's
@@ -78,6 +78,8 @@ def _coprimes(m: int) -> np.ndarray:
 
 _EMPTY_F32 = np.zeros(0, np.float32)
 _EMPTY_2D = np.zeros((0, 0), np.float32)
+_EMPTY_2D_INT = np.zeros((0, 0), np.int64)
+_EMPTY_INT = np.zeros(0, np.int64)
 _LOG_RANK: dict[int, np.ndarray] = {}
 
 
@@ -266,6 +268,11 @@ class World:
             install_calibration(self, load_calibration(c.calibration))
 
         self._buffers: dict[tuple, np.ndarray] = {}
+        # ``kernels.conversion_delays``' settings, in the types numpy computes delays in
+        self._delay_settings = (
+            c.conversion_delay == "realistic", np.float32(FAST_SHARE), FAST_MEAN_HOURS,
+            SLOW_MEAN_HOURS, float(c.ticks_per_hour), float(c.conversion_window_hours),
+            np.float32(c.conversion_delay_mean))
         self.conversions = ConversionQueue()
         self.click_queue = ConversionQueue(ClickReports)
         self.step_index = 0
@@ -601,28 +608,29 @@ class World:
         clicks = np.empty((b, k), bool)
         converted = np.empty((b, k), bool)
         slots = np.empty((b, k), self._req_cands.dtype)
-        kernels.sample_clicks(p_cond, pconv, dice, np.float32(c.cascade_stop), self._req_cands,
-                              slates, clicks, converted, slots)
+        n_clicks, n_converted = kernels.sample_clicks(
+            p_cond, pconv, dice, np.float32(c.cascade_stop), self._req_cands, slates, clicks,
+            converted, slots)
         request_ids = self._req_ticks
         item_ids = self.items.ids[slots]
+        labels = (request_ids, users, self.users.ids, item_ids, self.step_index)
 
-        if converted.any():
-            delays = conversion_delays(c, dice[3], expo)
-            converted &= delays > 0
-            self._queue(self.conversions, converted, delays, item_ids)
+        if n_converted:
+            delays = np.empty((b, k), np.int64)
+            if kernels.conversion_delays(converted, dice[3], expo, *self._delay_settings,
+                                         delays):
+                self.conversions.push_sorted(*kernels.queued_labels(converted, delays, *labels,
+                                                                    b))
         landed: Conversions = self.conversions.pop(self.step_index)
 
         if c.click_delay == 0:
-            rows, positions, request, user, item = kernels.click_reports(
-                clicks, request_ids, users, self.users.ids, item_ids)
-            reports = ClickReports(
-                request_id=request, row=rows, user_id=user, item_id=item, position=positions,
-                served_step=np.full(rows.size, self.step_index, np.int64),
-                delay=np.zeros(rows.size, np.int64))
+            reports = ClickReports(*(kernels.label_table(clicks, _EMPTY_2D_INT, *labels)
+                                     if n_clicks else (_EMPTY_INT,) * len(FIELDS)))
             reported_now = clicks.astype(np.float32)
         else:
-            if clicks.any():
-                self._queue(self.click_queue, clicks, np.full((b, k), c.click_delay), item_ids)
+            if n_clicks:
+                self.click_queue.push_sorted(*kernels.queued_labels(
+                    clicks, np.full((b, k), c.click_delay, np.int64), *labels, b))
             reports = self.click_queue.pop(self.step_index)
             reported_now = np.zeros((b, k), np.float32)
         empty_slots = np.empty(b, np.int64)
@@ -657,25 +665,6 @@ class World:
         out["drift_events"] = [e.as_dict() for e in self.events]
         self._draw_requests()
         return out
-
-    def _queue(self, queue: ConversionQueue, mask: np.ndarray, delays: np.ndarray,
-               item_ids: np.ndarray) -> None:
-        """Queue the labels where ``mask`` is set, landing ``delays`` ticks after their tick."""
-        b = mask.shape[0]
-        rows, positions = np.nonzero(mask)
-        request_ids = self._req_ticks
-        delay = delays[rows, positions].astype(np.int64)
-        due = request_ids[rows] + delay
-        queue.push(
-            np.maximum(self.step_index + 1, due // b),
-            request_id=request_ids[rows],
-            row=rows,
-            user_id=self.users.ids[self._req_users[rows]],
-            item_id=item_ids[rows, positions],
-            position=positions,
-            served_step=np.full(rows.size, self.step_index),
-            delay=delay,
-        )
 
     def _apply_feedback(self, users, slots, shown, clicks) -> None:
         """Behaviour the world records: item counters, user profiles, satisfaction, leaving,
