@@ -21,14 +21,15 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def recall_window(offsets, strides, length, order, vectors, window, out_vectors):
-    """Request i reads ``order[(offsets[i] + strides[i] * j) % M]`` for j < ``length`` into
-    ``window[i, j]`` and that item's latent vector into ``out_vectors[i, j]``."""
+def recall_window(offsets, stride_picks, strides, length, order, vectors, window, out_vectors):
+    """Request i reads ``order[(offsets[i] + strides[stride_picks[i]] * j) % M]`` for
+    j < ``length`` into ``window[i, j]`` and that item's latent vector into
+    ``out_vectors[i, j]``."""
     m = order.shape[0]
     d = vectors.shape[1]
     for i in range(offsets.shape[0]):
         pos = offsets[i]
-        step = strides[i]
+        step = strides[stride_picks[i]]
         for j in range(length):
             item = order[pos]
             window[i, j] = item
@@ -40,29 +41,36 @@ def recall_window(offsets, strides, length, order, vectors, window, out_vectors)
 
 
 @njit(cache=True, nogil=True)
-def recall_scores(affinity, window, item_topic, topic_term, topic_bias, noise_scale, noise, out):
-    """``out = -(affinity + topic_term[t] + topic_bias[t] + noise_scale * noise)`` on the pool
-    (t = the topic of each pooled item), summed in numpy's order; negated for argpartition."""
+def recall_scores(affinity, scale, window, item_topic, topic_term, topic_bias, noise_scale,
+                  noise, out):
+    """``out = -(scale x affinity + topic_term[t] + topic_bias[t] + noise_scale x noise)`` on
+    the pool (t = the topic of each pooled item; the noise drawn in float64, used in float32),
+    summed in numpy's order; negated for argpartition."""
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
             t = item_topic[window[i, j]]
-            s = affinity[i, j] + topic_term[t]
+            s = affinity[i, j] * scale + topic_term[t]
             s += topic_bias[t]
-            s += noise_scale * noise[i, j]
+            s += noise_scale * np.float32(noise[i, j])
             out[i, j] = -s
 
 
 @njit(cache=True, nogil=True)
-def recall_pick(window, affinity, top, n_pool, column_order, cands, core):
+def recall_pick(window, affinity, scale, top, n_rel, n_pool, column_order, cands, core):
     """Candidates in shuffled column order: column c takes pick ``column_order[c]`` of
-    [the relevance winners ``top``, then the random tail of the window after the pool]."""
-    n_rel = top.shape[1]
+    [the ``n_rel`` relevance winners (the first ``n_rel`` columns of ``top``, or the pool in
+    order when ``top`` is empty), then the random tail of the window after the pool], with
+    its affinity x ``scale``."""
+    select = top.shape[1] > 0
     for i in range(cands.shape[0]):
         for c in range(cands.shape[1]):
             src = column_order[c]
-            p = top[i, src] if src < n_rel else n_pool + (src - n_rel)
+            if src < n_rel:
+                p = top[i, src] if select else src
+            else:
+                p = n_pool + (src - n_rel)
             cands[i, c] = window[i, p]
-            core[i, c] = affinity[i, p]
+            core[i, c] = affinity[i, p] * scale
 
 
 @njit(cache=True, nogil=True)
@@ -250,29 +258,35 @@ def feedback(users, slots, shown, clicks, item_impressions, item_clicks, item_to
 
 
 @njit(cache=True, nogil=True)
-def profile_update(slots, ticks, decay, item_sum, n_clicks, profile, profile_weight,
+def profile_update(has_rows, users, ticks, decay, item_sum, n_clicks, profile, profile_weight,
                    profile_tick):
-    """Decay the profiles of ``slots`` by ``decay`` (gather all, scatter, last wins), stamp
-    their tick, then add each row's clicked vectors and click count (one by one, in order)."""
+    """For the rows ``has_rows[:n]`` (n = ``len(decay)``, the rows with a click): decay their
+    users' profiles by ``decay`` (gather all, scatter, last wins), stamp their tick, then add
+    each row's clicked vectors and click count (one by one, in order)."""
     n, h = decay.shape
     o = profile.shape[2]
     old = np.empty((n, h, o), np.float32)
     old_w = np.empty((n, h), np.float32)
     for i in range(n):
+        u = users[has_rows[i]]
         for j in range(h):
-            old_w[i, j] = profile_weight[slots[i], j] * decay[i, j]
+            old_w[i, j] = profile_weight[u, j] * decay[i, j]
             for f in range(o):
-                old[i, j, f] = profile[slots[i], j, f] * decay[i, j]
+                old[i, j, f] = profile[u, j, f] * decay[i, j]
     for i in range(n):
-        profile[slots[i]] = old[i]
-        profile_weight[slots[i]] = old_w[i]
-        profile_tick[slots[i]] = ticks[i]
+        r = has_rows[i]
+        u = users[r]
+        profile[u] = old[i]
+        profile_weight[u] = old_w[i]
+        profile_tick[u] = ticks[r]
     for i in range(n):
-        nc = np.float32(n_clicks[i])
+        r = has_rows[i]
+        u = users[r]
+        nc = np.float32(n_clicks[r])
         for j in range(h):
-            profile_weight[slots[i], j] += nc
+            profile_weight[u, j] += nc
             for f in range(o):
-                profile[slots[i], j, f] += item_sum[i, f]
+                profile[u, j, f] += item_sum[r, f]
 
 
 @njit(cache=True, nogil=True)

@@ -68,6 +68,13 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _integers(g: np.random.Generator, high: int, b: int) -> np.ndarray:
+    """``g.integers(high, size=b)``. For b = 1 the scalar call, which draws the same number
+    (numpy fills one bounded draw either way) without the microseconds the sized call spends
+    on its ``size`` argument."""
+    return g.integers(high, size=b) if b > 1 else np.array([g.integers(high)])
+
+
 def _coprimes(m: int) -> np.ndarray:
     """Strides s in [1, m) with gcd(s, m) = 1: s * j mod m visits distinct slots for j < m."""
     if m == 1:
@@ -80,6 +87,7 @@ _EMPTY_F32 = np.zeros(0, np.float32)
 _EMPTY_2D = np.zeros((0, 0), np.float32)
 _EMPTY_2D_INT = np.zeros((0, 0), np.int64)
 _EMPTY_INT = np.zeros(0, np.int64)
+_NO_PICKS = np.zeros((0, 0), np.int64)
 _LOG_RANK: dict[int, np.ndarray] = {}
 
 
@@ -102,13 +110,36 @@ def _repeat_factors(repeat_penalty: float, k: int) -> np.ndarray:
     return table
 
 
+class Float32Settings:
+    """A config's float settings as numpy float32 scalars, converted once per world.
+
+    The kernels compute in float32 as numpy does next to float32 arrays (where a Python float
+    is cast to float32 first); converting on every call would cost a fraction of a
+    microsecond each, a dozen times a step."""
+
+    NAMES = ("cascade_stop", "contrast", "conversion_weight", "satisfaction_memory",
+             "boredom_gain", "consumption_rate", "attraction_bias", "conversion_bias",
+             "conversion_gain", "recall_noise")
+
+    def __init__(self, config: WorldConfig):
+        self.config = config
+        for name in self.NAMES:
+            setattr(self, name, np.float32(getattr(config, name)))
+        self.keep_share = np.float32(1.0 - config.contrast)
+        self.neg_position_bias = np.float32(-config.position_bias)
+        self.taste_scale = np.float32(math.sqrt(config.latent_dim))
+
+
 class RequestTruth:
     """The true click model of one batch of requests (immutable once drawn)."""
 
-    __slots__ = ("topics", "attraction", "pconv", "sensitivity", "config", "logit", "_exam")
+    __slots__ = ("topics", "attraction", "pconv", "sensitivity", "config", "f32", "logit",
+                 "_exam")
 
-    def __init__(self, config, topics, attraction, pconv, sensitivity, logit, exam=None):
-        self.config, self.topics, self.attraction = config, topics, attraction
+    def __init__(self, f32: Float32Settings, topics, attraction, pconv, sensitivity, logit,
+                 exam=None):
+        self.f32, self.config = f32, f32.config
+        self.topics, self.attraction = topics, attraction
         self.pconv, self.sensitivity, self.logit = pconv, sensitivity, logit
         self._exam = exam
 
@@ -122,8 +153,8 @@ class RequestTruth:
         pconv = np.empty(shape, np.float32)
         kernels.slate_probs(slates, shown, self.topics, self.attraction, self.pconv, self._exam,
                             _repeat_factors(c.repeat_penalty, shape[1]),
-                            np.float32(1.0 - c.contrast), np.float32(c.contrast),
-                            np.float32(c.cascade_stop), np.empty(shape, np.int64), p_cond,
+                            self.f32.keep_share, self.f32.contrast, self.f32.cascade_stop,
+                            np.empty(shape, np.int64), p_cond,
                             p_marg, pconv)
         return p_cond, p_marg, pconv
 
@@ -252,6 +283,7 @@ class World:
         g = self.rng["world"]
         d, t = c.latent_dim, c.n_topics
         self._k_aff = np.float32(c.affinity_scale * math.sqrt(d))
+        self._f32 = Float32Settings(c)
 
         # projection agents see through; entries ~N(0,1) so features have unit scale
         self.projection = g.standard_normal((c.obs_dim, d)).astype(np.float32)
@@ -397,7 +429,7 @@ class World:
         bored = np.exp2(-gap / c.boredom_half_life) if c.boredom_gain > 0 else none
         u_eff = np.empty((b, c.latent_dim), np.float32)
         kernels.visit_update(users, ticks, pop.last_seen, keep, z,
-                             np.float32(math.sqrt(c.latent_dim)), bored,
+                             self._f32.taste_scale, bored,
                              np.exp2(-gap / c.history_half_life), pop.taste, pop.boredom,
                              pop.history, self.drift.offset, u_eff)
         cands, core = self._recall(u_eff)
@@ -440,37 +472,33 @@ class World:
         n_rel = self.drift.n_relevance
         n_pool = n_rel * c.recall_pool_factor
         length = n_pool + c.n_candidates - n_rel
-        offsets = g.integers(m, size=b)
-        strides = self._strides[g.integers(self._strides.size, size=b)]
-        noise = g.standard_normal((b, n_pool)).astype(np.float32)
+        offsets = _integers(g, m, b)
+        stride_picks = _integers(g, self._strides.size, b)
+        noise = g.standard_normal((b, n_pool))
         column_order = g.permutation(c.n_candidates)
         index = self._index_dtype
         window = np.empty((b, length), index)
-        offsets, strides = offsets.astype(index), strides.astype(index)
         # in chunks of requests, so the gathered vectors are still in cache for the product
         vectors = self._scratch("vectors", (min(b, RECALL_CHUNK), length, c.latent_dim),
                                 np.float32)
-        affinity = np.empty((b, length), np.float32)
+        affinity = np.empty((b, length), np.float32)  # unscaled: the kernels scale it
         for lo in range(0, b, RECALL_CHUNK):
             hi = min(b, lo + RECALL_CHUNK)
             chunk = vectors[: hi - lo]
-            kernels.recall_window(offsets[lo:hi], strides[lo:hi], length, self._recall_order,
-                                  self.items.v, window[lo:hi], chunk)
+            kernels.recall_window(offsets[lo:hi], stride_picks[lo:hi], self._strides, length,
+                                  self._recall_order, self.items.v, window[lo:hi], chunk)
             affinity[lo:hi] = np.matmul(chunk, u_eff[lo:hi, :, None])[:, :, 0]
-        affinity *= self._k_aff
-        if n_rel == 0:
-            return window[:, column_order], affinity[:, column_order]
         cands = np.empty((b, c.n_candidates), index)
         core = np.empty((b, c.n_candidates), np.float32)
-        if n_rel < n_pool:
+        top = _NO_PICKS  # no selection: the whole pool is kept
+        if 0 < n_rel < n_pool:
             score = np.empty((b, n_pool), np.float32)
-            kernels.recall_scores(affinity, window, self.items.topic, self.drift.topic_term,
-                                  self.drift.recall_topic_bias, np.float32(c.recall_noise),
-                                  noise, score)
-            top = np.argpartition(score, n_rel - 1, axis=1)[:, :n_rel]
-        else:
-            top = np.broadcast_to(np.arange(n_rel), (b, n_rel))
-        kernels.recall_pick(window, affinity, top, n_pool, column_order, cands, core)
+            kernels.recall_scores(affinity, self._k_aff, window, self.items.topic,
+                                  self.drift.topic_term, self.drift.recall_topic_bias,
+                                  self._f32.recall_noise, noise, score)
+            top = np.argpartition(score, n_rel - 1, axis=1)
+        kernels.recall_pick(window, affinity, self._k_aff, top, n_rel, n_pool, column_order,
+                            cands, core)
         return cands, core
 
     def observation(self) -> dict[str, np.ndarray]:
@@ -553,12 +581,13 @@ class World:
             logit = logit - cm.gather_rows(pop.boredom[users], topics)
         pconv = _sigmoid(c.conversion_bias + c.conversion_gain * core).astype(np.float32)
         logit = logit.astype(np.float32)
-        return RequestTruth(c, topics, _sigmoid(logit), pconv, pop.sensitivity[users], logit)
+        return RequestTruth(self._f32, topics, _sigmoid(logit), pconv, pop.sensitivity[users],
+                            logit)
 
     def _current_truth(self, users, cands, core) -> RequestTruth:
         """``_truth_for`` under the current truth with known affinities, in two kernels and
         one numpy ``exp`` (attraction, conversion and examination exponentials together)."""
-        c = self.config
+        c, f32 = self.config, self._f32
         pop, items = self.users, self.items
         b, n = cands.shape
         k = c.slate_size
@@ -568,17 +597,17 @@ class World:
         logit = np.empty((b, n), np.float32)
         exps = np.empty((3, b, n), np.float32)
         kernels.truth_logits(cands, core, users, items.quality, shift, items.topic,
-                             self.drift.topic_term, np.float32(c.attraction_bias),
+                             self.drift.topic_term, f32.attraction_bias,
                              pop.boredom if c.boredom_gain > 0 else _EMPTY_2D,
-                             np.float32(c.conversion_bias), np.float32(c.conversion_gain),
-                             pop.sensitivity, np.float32(-c.position_bias),
+                             f32.conversion_bias, f32.conversion_gain,
+                             pop.sensitivity, f32.neg_position_bias,
                              _log_rank(k), topics, logit, exps)
         np.exp(exps, out=exps)
         attraction = np.empty((b, n), np.float32)
         pconv = np.empty((b, n), np.float32)
         exam = np.empty((b, k), np.float32)
         kernels.sigmoids(exps, attraction, pconv, exam)
-        return RequestTruth(c, topics, attraction, pconv, None, logit, exam)
+        return RequestTruth(f32, topics, attraction, pconv, None, logit, exam)
 
     def true_attraction(self) -> np.ndarray:
         """(B, N) true attraction logits of the pending candidates (for the logging policy and
@@ -609,7 +638,7 @@ class World:
         converted = np.empty((b, k), bool)
         slots = np.empty((b, k), self._req_cands.dtype)
         n_clicks, n_converted = kernels.sample_clicks(
-            p_cond, pconv, dice, np.float32(c.cascade_stop), self._req_cands, slates, clicks,
+            p_cond, pconv, dice, self._f32.cascade_stop, self._req_cands, slates, clicks,
             converted, slots)
         request_ids = self._req_ticks
         item_ids = self.items.ids[slots]
@@ -638,7 +667,7 @@ class World:
         gap = np.empty(b, np.int64)
         reward = np.empty(b, np.float32)
         kernels.step_outputs(shown, item_ids, self._req_first, self._req_gap, reports.row,
-                             landed.row, np.float32(c.conversion_weight), empty_slots, served,
+                             landed.row, self._f32.conversion_weight, empty_slots, served,
                              gap, reward)
         out = {
             "request_id": request_ids,
@@ -669,7 +698,7 @@ class World:
     def _apply_feedback(self, users, slots, shown, clicks) -> None:
         """Behaviour the world records: item counters, user profiles, satisfaction, leaving,
         consumption feedback (the action-dependent world changes)."""
-        c = self.config
+        c, f32 = self.config, self._f32
         pop, items = self.users, self.items
         b = clicks.shape[0]
         n_clicks = np.empty(b, np.int64)
@@ -679,17 +708,16 @@ class World:
         n_has = kernels.feedback(
             users, slots, shown, clicks, items.impressions, items.clicks, items.topic,
             items.static, c.n_topics, items.v, pop.visits, pop.clicks, pop.satisfaction,
-            pop.bad_run, pop.history, pop.boredom, pop.taste, np.float32(c.satisfaction_memory),
-            np.float32(c.boredom_gain), np.float32(c.consumption_rate), self._req_ticks,
+            pop.bad_run, pop.history, pop.boredom, pop.taste, f32.satisfaction_memory,
+            f32.boredom_gain, f32.consumption_rate, self._req_ticks,
             pop.profile_tick, pop._inv_half, n_clicks, has_rows, decay, item_sum)
         if c.leave_after > 0:
             pop.leave(users)
         if n_has:
-            has = has_rows[:n_has]
-            decay = np.exp2(decay[:n_has], out=decay[:n_has])
-            kernels.profile_update(users[has], self._req_ticks[has], decay, item_sum[has],
-                                   n_clicks[has], pop.profile, pop.profile_weight,
-                                   pop.profile_tick)
+            decay = decay[:n_has]
+            np.exp2(decay, out=decay)
+            kernels.profile_update(has_rows, users, self._req_ticks, decay, item_sum, n_clicks,
+                                   pop.profile, pop.profile_weight, pop.profile_tick)
 
 
 def repeated_mask(slates: np.ndarray) -> np.ndarray:
