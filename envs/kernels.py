@@ -591,17 +591,24 @@ def sigmoids(exps, attraction, pconv, exam):
 
 
 @njit(cache=True, nogil=True)
-def ou_steps(states, keeps, coefs, z, starts, active):
-    """Exact OU updates ``x = x * keep + coef * z`` (float32, numpy's order) of the drift
-    processes ``states[p]`` flagged ``active[p]``, each reading ``z`` from ``starts[p]``."""
-    for p in range(len(states)):
-        if not active[p]:
-            continue
-        x = states[p]
-        keep, coef = keeps[p], coefs[p]
-        for i in range(x.shape[0]):
-            x[i] = x[i] * keep
-            x[i] = x[i] + coef * z[starts[p] + i]
+def drift_step(trend, offset, factors, keeps, coefs, moving, z, topic_pop, periodic,
+               topic_term):
+    """One step of the shared drift (``GlobalDrift.advance``): exact OU updates
+    ``x = x * keep + coef * z`` (float32, numpy's order) of the trend, the population offset
+    and the quality factors flagged ``moving``, each reading the next slice of ``z``; then
+    ``topic_term = (topic_pop + trend) + periodic``."""
+    start = 0
+    p = 0
+    for x in (trend, offset, factors):
+        if moving[p]:
+            keep, coef = keeps[p], coefs[p]
+            for i in range(x.shape[0]):
+                x[i] = x[i] * keep
+                x[i] = x[i] + coef * z[start + i]
+        start += x.shape[0]
+        p += 1
+    for i in range(topic_term.shape[0]):
+        topic_term[i] = (topic_pop[i] + trend[i]) + periodic[i]
 
 
 @njit(cache=True, nogil=True)
