@@ -74,9 +74,11 @@ def recall_pick(window, affinity, scale, top, n_rel, n_pool, column_order, cands
 
 
 @njit(cache=True, nogil=True)
-def item_features(slots, static, log_imp, ctr, born, tick, with_stats, out, age):
+def item_features(slots, static, log_imp, ctr, born, tick, freshness_scale, with_stats, out,
+                  age):
     """Candidate features without their freshness: ``static`` rows, then (if ``with_stats``)
-    the published statistics; ``age[b, n] = born - tick`` (as float64) for the freshness."""
+    the published statistics; ``age[b, n] = (born - tick) / freshness_scale`` in float64, the
+    argument of the freshness exponential."""
     s = static.shape[1]
     for i in range(slots.shape[0]):
         for j in range(slots.shape[1]):
@@ -86,7 +88,7 @@ def item_features(slots, static, log_imp, ctr, born, tick, with_stats, out, age)
             if with_stats:
                 out[i, j, s] = log_imp[item]
                 out[i, j, s + 1] = ctr[item]
-            age[i, j] = born[item] - tick
+            age[i, j] = np.float64(born[item] - tick) / freshness_scale
 
 
 @njit(cache=True, nogil=True)
@@ -536,6 +538,20 @@ def user_features(slots, profile, profile_weight, history, satisfaction, log_cou
                 out[i, k] = -bound
             elif x > bound:
                 out[i, k] = bound
+
+
+@njit(cache=True, nogil=True)
+def context_features(sin, cos, activity, log_gap, bound, out):
+    """The context rows (``World._build_observation``): sine and cosine of the time of day
+    (numpy's, float64 stored as float32), the activity feature, and min(log1p(gap) / 10,
+    ``bound``) in float32 as numpy computes it next to a float32 array (NaN stays NaN)."""
+    ten = np.float32(10.0)
+    for i in range(out.shape[0]):
+        out[i, 0] = sin[i]
+        out[i, 1] = cos[i]
+        out[i, 2] = activity[i]
+        x = log_gap[i] / ten
+        out[i, 3] = bound if x > bound else x
 
 
 @njit(cache=True, nogil=True)

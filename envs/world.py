@@ -88,6 +88,7 @@ _EMPTY_2D = np.zeros((0, 0), np.float32)
 _EMPTY_2D_INT = np.zeros((0, 0), np.int64)
 _EMPTY_INT = np.zeros(0, np.int64)
 _NO_PICKS = np.zeros((0, 0), np.int64)
+_FEATURE_BOUND32 = np.float32(FEATURE_BOUND)
 _LOG_RANK: dict[int, np.ndarray] = {}
 
 
@@ -518,10 +519,8 @@ class World:
             activity = user[:, -3]
         angle = 2 * np.pi * self._req_ticks / c.period
         context = np.empty((users.size, c.context_dim), np.float32)
-        context[:, 0] = np.sin(angle)
-        context[:, 1] = np.cos(angle)
-        context[:, 2] = activity
-        context[:, 3] = np.minimum(np.log1p(self._req_gap) / 10.0, FEATURE_BOUND)
+        kernels.context_features(np.sin(angle), np.cos(angle), activity, np.log1p(self._req_gap),
+                                 _FEATURE_BOUND32, context)
         return {
             "user": user,
             "candidates": self.items.features(cands, self.tick),
