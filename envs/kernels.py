@@ -335,12 +335,24 @@ def visit_update(users, ticks, last_seen, taste_keep, z, z_scale, boredom_decay,
 
 
 @njit(cache=True, nogil=True)
-def visit_gaps(users, ticks, last_seen, never, gap, first):
-    """Ticks since each arriving user's last visit as float32 (tick + 1 on a first visit)."""
+def visit_gaps(users, tick, last_seen, never, taste_timescale, boredom_half_life,
+               history_half_life, ticks, gap, first, taste_arg, boredom_arg, history_arg):
+    """Ticks of the arriving users (``tick + i``), ticks since each one's last visit as
+    float32 (tick + 1 on a first visit), and the arguments -gap / scale (float32) of the decay
+    exponentials numpy then takes: taste drift, boredom and history (each skipped when its
+    output is empty)."""
     for i in range(users.shape[0]):
+        t = tick + i
+        ticks[i] = t
         last = last_seen[users[i]]
         first[i] = last == never
-        gap[i] = np.float32(ticks[i] + 1) if first[i] else np.float32(ticks[i] - last)
+        g = np.float32(t + 1) if first[i] else np.float32(t - last)
+        gap[i] = g
+        if taste_arg.shape[0]:
+            taste_arg[i] = -g / taste_timescale
+        if boredom_arg.shape[0]:
+            boredom_arg[i] = -g / boredom_half_life
+        history_arg[i] = -g / history_half_life
 
 
 @njit(cache=True, nogil=True)

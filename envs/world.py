@@ -285,6 +285,10 @@ class World:
         d, t = c.latent_dim, c.n_topics
         self._k_aff = np.float32(c.affinity_scale * math.sqrt(d))
         self._f32 = Float32Settings(c)
+        # what the visit gaps are divided by (as float32, as numpy casts them next to the
+        # float32 gaps): taste drift timescale, boredom and history half-lives
+        self._gap_scales = tuple(np.float32(x) for x in (
+            c.user_drift_timescale, c.boredom_half_life, c.history_half_life))
 
         # projection agents see through; entries ~N(0,1) so features have unit scale
         self.projection = g.standard_normal((c.obs_dim, d)).astype(np.float32)
@@ -417,22 +421,24 @@ class World:
         c = self.config
         b = self.batch_size
         pop = self.users
-        ticks = self.tick + np.arange(b, dtype=np.int64)
         users = pop.arrivals(self.rng["arrivals"], b)
+        ticks = np.empty(b, np.int64)
         gap = np.empty(b, np.float32)
         first = np.empty(b, bool)
-        kernels.visit_gaps(users, ticks, pop.last_seen, NEVER, gap, first)
-
+        # the arguments of the decay exponentials (empty: that decay is off), taken by numpy
+        keep = np.empty(b if math.isfinite(c.user_drift_timescale) else 0, np.float32)
+        bored = np.empty(b if c.boredom_gain > 0 else 0, np.float32)
+        history = np.empty(b, np.float32)
+        kernels.visit_gaps(users, self.tick, pop.last_seen, NEVER, *self._gap_scales, ticks, gap,
+                           first, keep, bored, history)
         z = self.rng["drift"].standard_normal((b, c.latent_dim)).astype(np.float32)
-        none = _EMPTY_F32
-        keep = (np.exp(-gap / c.user_drift_timescale) if math.isfinite(c.user_drift_timescale)
-                else none)
-        bored = np.exp2(-gap / c.boredom_half_life) if c.boredom_gain > 0 else none
+        np.exp(keep, out=keep)
+        np.exp2(bored, out=bored)
+        np.exp2(history, out=history)
         u_eff = np.empty((b, c.latent_dim), np.float32)
-        kernels.visit_update(users, ticks, pop.last_seen, keep, z,
-                             self._f32.taste_scale, bored,
-                             np.exp2(-gap / c.history_half_life), pop.taste, pop.boredom,
-                             pop.history, self.drift.offset, u_eff)
+        kernels.visit_update(users, ticks, pop.last_seen, keep, z, self._f32.taste_scale, bored,
+                             history, pop.taste, pop.boredom, pop.history, self.drift.offset,
+                             u_eff)
         cands, core = self._recall(u_eff)
         req = self._truth_for(users, cands, frozen=False, core=core)
         self._req_users = users
