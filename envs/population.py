@@ -113,7 +113,8 @@ class Population:
         c = self.config
         h, o = self.profile.shape[1], c.obs_dim
         out = np.empty((slots.size, c.user_feature_dim), np.float32)
-        log_counts = np.log1p(self.counts[:, slots])  # log visits, log clicks
+        log_counts = self.counts.take(slots, axis=1).astype(np.float64)  # visits, clicks
+        np.log1p(log_counts, out=log_counts)
         if c.n_topics <= 128:  # the kernel sums a topic histogram as numpy does up to 128
             kernels.user_features(slots, self.profile, self.profile_weight, self.history,
                                   self.satisfaction, log_counts, np.float32(bound), out)

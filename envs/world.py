@@ -440,7 +440,7 @@ class World:
                              history, pop.taste, pop.boredom, pop.history, self.drift.offset,
                              u_eff)
         cands, core = self._recall(u_eff)
-        req = self._truth_for(users, cands, frozen=False, core=core)
+        req = self._current_truth(users, cands, core)
         self._req_users = users
         self._req_ticks = ticks
         self._req_gap = gap
@@ -503,7 +503,7 @@ class World:
             kernels.recall_scores(affinity, self._k_aff, window, self.items.topic,
                                   self.drift.topic_term, self.drift.recall_topic_bias,
                                   self._f32.recall_noise, noise, score)
-            top = np.argpartition(score, n_rel - 1, axis=1)
+            top = score.argpartition(n_rel - 1, axis=1)
         kernels.recall_pick(window, affinity, self._k_aff, top, n_rel, n_pool, column_order,
                             cands, core)
         return cands, core
