@@ -131,6 +131,36 @@ class Float32Settings:
         self.taste_scale = np.float32(math.sqrt(config.latent_dim))
 
 
+class WorkArrays:
+    """The temporaries of one step at one batch size, reused from step to step.
+
+    Only arrays no caller ever sees live here (masks, the served slots, the click model's
+    conditional probabilities, the exponentials' arguments, ...). Everything handed out
+    (observations, info arrays, the truth) is a fresh array every step, since callers may
+    keep it.
+    """
+
+    def __init__(self, world: World, b: int):
+        c = world.config
+        k, h = c.slate_size, world.users.profile.shape[1]
+        self.batch_size = b
+        self.shown = np.empty((b, k), bool)
+        self.converted = np.empty((b, k), bool)
+        self.slots = np.empty((b, k), world._index_dtype)
+        self.delays = np.empty((b, k), np.int64)
+        self.slate_topics = np.empty((b, k), np.int64)
+        self.p_cond = np.empty((b, k), np.float32)
+        self.n_clicks = np.empty(b, np.int64)
+        self.has_rows = np.empty(b, np.int64)
+        self.decay = np.empty((b, h), np.float32)
+        self.item_sum = np.empty((b, c.obs_dim), np.float32)
+        # the arguments of the visit decays' exponentials (empty: that decay is off)
+        self.taste_arg = np.empty(b if math.isfinite(c.user_drift_timescale) else 0, np.float32)
+        self.boredom_arg = np.empty(b if c.boredom_gain > 0 else 0, np.float32)
+        self.history_arg = np.empty(b, np.float32)
+        self.exps = np.empty((3, b, c.n_candidates), np.float32)
+
+
 class RequestTruth:
     """The true click model of one batch of requests (immutable once drawn)."""
 
@@ -144,19 +174,24 @@ class RequestTruth:
         self.pconv, self.sensitivity, self.logit = pconv, sensitivity, logit
         self._exam = exam
 
-    def slate_truth(self, slates: np.ndarray, shown: np.ndarray):
+    def slate_truth(self, slates: np.ndarray, shown: np.ndarray,
+                    work: WorkArrays | None = None):
+        """Conditional and marginal click probabilities and conversion probabilities of
+        ``slates``; the conditional ones in ``work`` when given (valid until its next use)."""
         c = self.config
         if self._exam is None:
             self._exam = cm.examination(self.sensitivity, c.slate_size, c.position_bias)
         shape = slates.shape
-        p_cond = np.empty(shape, np.float32)
+        if work is None:
+            p_cond, slate_topics = np.empty(shape, np.float32), np.empty(shape, np.int64)
+        else:
+            p_cond, slate_topics = work.p_cond, work.slate_topics
         p_marg = np.empty(shape, np.float32)
         pconv = np.empty(shape, np.float32)
         kernels.slate_probs(slates, shown, self.topics, self.attraction, self.pconv, self._exam,
                             _repeat_factors(c.repeat_penalty, shape[1]),
                             self.f32.keep_share, self.f32.contrast, self.f32.cascade_stop,
-                            np.empty(shape, np.int64), p_cond,
-                            p_marg, pconv)
+                            slate_topics, p_cond, p_marg, pconv)
         return p_cond, p_marg, pconv
 
     def expected(self, slates: np.ndarray, shown: np.ndarray) -> np.ndarray:
@@ -262,7 +297,7 @@ class Truth(LazyDict):
                 "conversion_probs": pconv.astype(np.float32),
                 "expected_reward": (p_marg * (1.0 + request.config.conversion_weight * pconv)
                                     ).sum(axis=1),
-                "clicks": clicks.astype(np.float32),
+                "clicks": clicks.astype(np.float32),  # bool from the click kernel
             }
         reference = request.reference()
         return {"reference_slate": reference,
@@ -305,6 +340,7 @@ class World:
             install_calibration(self, load_calibration(c.calibration))
 
         self._buffers: dict[tuple, np.ndarray] = {}
+        self._work = WorkArrays(self, self.batch_size)
         # ``kernels.conversion_delays``' settings, in the types numpy computes delays in
         self._delay_settings = (
             c.conversion_delay == "realistic", np.float32(FAST_SHARE), FAST_MEAN_HOURS,
@@ -338,6 +374,7 @@ class World:
         self.rng = spawn_streams(c.world_seed, seed, WARMUP_SALT + stream_salt)
         policy = np.random.default_rng([seed, WARMUP_SALT, stream_salt])
         self.batch_size = b = min(WARMUP_BATCH, c.warmup_ticks)
+        self._work = WorkArrays(self, b)
         k = c.slate_size
         for _ in range(c.warmup_ticks // b):
             self._draw_requests()
@@ -361,6 +398,7 @@ class World:
         self.drift.topic_term = self.drift._topic_term(0)
         self.rng, self.batch_size = episode_rng, episode_b
         self._buffers.clear()  # the warm-up's batch size is not the episode's
+        self._work = WorkArrays(self, episode_b)
 
     def _scratch(self, name: str, shape: tuple, dtype) -> np.ndarray:
         """A work array the world reuses from step to step (never handed out): large fresh
@@ -425,10 +463,8 @@ class World:
         ticks = np.empty(b, np.int64)
         gap = np.empty(b, np.float32)
         first = np.empty(b, bool)
-        # the arguments of the decay exponentials (empty: that decay is off), taken by numpy
-        keep = np.empty(b if math.isfinite(c.user_drift_timescale) else 0, np.float32)
-        bored = np.empty(b if c.boredom_gain > 0 else 0, np.float32)
-        history = np.empty(b, np.float32)
+        work = self._work
+        keep, bored, history = work.taste_arg, work.boredom_arg, work.history_arg
         kernels.visit_gaps(users, self.tick, pop.last_seen, NEVER, *self._gap_scales, ticks, gap,
                            first, keep, bored, history)
         z = self.rng["drift"].standard_normal((b, c.latent_dim)).astype(np.float32)
@@ -600,7 +636,7 @@ class World:
                  if c.quality_drift_scale > 0 else _EMPTY_2D)
         topics = np.empty((b, n), np.int64)
         logit = np.empty((b, n), np.float32)
-        exps = np.empty((3, b, n), np.float32)
+        exps = self._work.exps
         kernels.truth_logits(cands, core, users, items.quality, shift, items.topic,
                              self.drift.topic_term, f32.attraction_bias,
                              pop.boredom if c.boredom_gain > 0 else _EMPTY_2D,
@@ -632,16 +668,16 @@ class World:
         b, k = slates.shape
         users = self._req_users
         req = self._req
-        shown = np.empty((b, k), bool)
+        work = self._work
+        shown = work.shown
         kernels.shown_mask(slates, shown)
-        p_cond, p_marg, pconv = req.slate_truth(slates, shown)
+        p_cond, p_marg, pconv = req.slate_truth(slates, shown, work)
 
         g = self.rng["clicks"]
         dice = g.random((4, b, k), dtype=np.float32)
         expo = g.standard_exponential((b, k), dtype=np.float32)
         clicks = np.empty((b, k), bool)
-        converted = np.empty((b, k), bool)
-        slots = np.empty((b, k), self._req_cands.dtype)
+        converted, slots = work.converted, work.slots
         n_clicks, n_converted = kernels.sample_clicks(
             p_cond, pconv, dice, self._f32.cascade_stop, self._req_cands, slates, clicks,
             converted, slots)
@@ -650,7 +686,7 @@ class World:
         labels = (request_ids, users, self.users.ids, item_ids, self.step_index)
 
         if n_converted:
-            delays = np.empty((b, k), np.int64)
+            delays = work.delays
             if kernels.conversion_delays(converted, dice[3], expo, *self._delay_settings,
                                          delays):
                 self.conversions.push_sorted(*kernels.queued_labels(converted, delays, *labels,
@@ -685,7 +721,7 @@ class World:
             "return_gap": gap,
         }
         if with_truth:
-            out["truth"] = Truth(req, p_marg, pconv, clicks.astype(np.float32))
+            out["truth"] = Truth(req, p_marg, pconv, clicks)
 
         self._apply_feedback(users, slots, shown, clicks)
         self.step_index += 1
@@ -705,11 +741,9 @@ class World:
         consumption feedback (the action-dependent world changes)."""
         c, f32 = self.config, self._f32
         pop, items = self.users, self.items
-        b = clicks.shape[0]
-        n_clicks = np.empty(b, np.int64)
-        has_rows = np.empty(b, np.int64)
-        decay = np.empty((b, pop.profile.shape[1]), np.float32)
-        item_sum = np.empty((b, c.obs_dim), np.float32)
+        work = self._work
+        n_clicks, has_rows, decay, item_sum = (work.n_clicks, work.has_rows, work.decay,
+                                               work.item_sum)
         n_has = kernels.feedback(
             users, slots, shown, clicks, items.impressions, items.clicks, items.topic,
             items.static, c.n_topics, items.v, pop.visits, pop.clicks, pop.satisfaction,
