@@ -640,13 +640,14 @@ def drift_step(trend, offset, factors, keeps, coefs, moving, z, topic_pop, perio
 
 
 @njit(cache=True, nogil=True)
-def alias_draws(pick, prob, alias, out):
-    """Walker's alias method on the scaled uniforms ``pick`` (in [0, n)): slot ``int(pick)``,
-    kept when the fractional part is below its ``prob``, else its ``alias``."""
+def alias_draws(uniforms, n_users, prob, alias, out):
+    """Walker's alias method on ``pick = uniforms x n_users`` (float64, in [0, n)): slot
+    ``int(pick)``, kept when the fractional part is below its ``prob``, else its ``alias``."""
     n = prob.shape[0]
-    for i in range(pick.shape[0]):
-        slot = min(np.int64(pick[i]), n - 1)
-        out[i] = slot if (pick[i] - slot) < prob[slot] else alias[slot]
+    for i in range(uniforms.shape[0]):
+        pick = uniforms[i] * n_users
+        slot = min(np.int64(pick), n - 1)
+        out[i] = slot if (pick - slot) < prob[slot] else alias[slot]
 
 
 @njit(cache=True, nogil=True)

@@ -80,9 +80,8 @@ class Population:
         """Slots of the next ``b`` arriving users (a fixed amount of randomness per call)."""
         r = PROPOSALS_PER_REQUEST * b + 8
         u = self.config.n_users
-        pick = rng.random(r) * u  # alias method: O(1) per draw, two reads whatever U is
-        props = np.empty(r, np.int64)
-        kernels.alias_draws(pick, self._alias_prob, self._alias, props)
+        props = np.empty(r, np.int64)  # alias method: O(1) per draw, two reads whatever U is
+        kernels.alias_draws(rng.random(r), float(u), self._alias_prob, self._alias, props)
         unif = rng.random(r)
         if not self.dynamic_rates:
             return props[:b]

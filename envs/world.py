@@ -524,13 +524,20 @@ class World:
         # in chunks of requests, so the gathered vectors are still in cache for the product
         vectors = self._scratch("vectors", (min(b, RECALL_CHUNK), length, c.latent_dim),
                                 np.float32)
-        affinity = np.empty((b, length), np.float32)  # unscaled: the kernels scale it
-        for lo in range(0, b, RECALL_CHUNK):
-            hi = min(b, lo + RECALL_CHUNK)
-            chunk = vectors[: hi - lo]
-            kernels.recall_window(offsets[lo:hi], stride_picks[lo:hi], self._strides, length,
-                                  self._recall_order, self.items.v, window[lo:hi], chunk)
-            affinity[lo:hi] = np.matmul(chunk, u_eff[lo:hi, :, None])[:, :, 0]
+        # affinities unscaled: the kernels scale them
+        if b <= RECALL_CHUNK:  # one chunk: the same product, without slicing every array
+            kernels.recall_window(offsets, stride_picks, self._strides, length,
+                                  self._recall_order, self.items.v, window, vectors)
+            affinity = np.matmul(vectors, u_eff[:, :, None])[:, :, 0]
+        else:
+            affinity = np.empty((b, length), np.float32)
+            for lo in range(0, b, RECALL_CHUNK):
+                hi = min(b, lo + RECALL_CHUNK)
+                chunk = vectors[: hi - lo]
+                kernels.recall_window(offsets[lo:hi], stride_picks[lo:hi], self._strides,
+                                      length, self._recall_order, self.items.v, window[lo:hi],
+                                      chunk)
+                affinity[lo:hi] = np.matmul(chunk, u_eff[lo:hi, :, None])[:, :, 0]
         cands = np.empty((b, c.n_candidates), index)
         core = np.empty((b, c.n_candidates), np.float32)
         top = _NO_PICKS  # no selection: the whole pool is kept
