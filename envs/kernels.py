@@ -393,6 +393,19 @@ def sample_clicks(p_cond, pconv, dice, stop, cands, slates, clicks, converted, s
 
 
 @njit(cache=True, nogil=True)
+def serve_clicks(slates, cands, topics, attraction, pconv, exam, repeat_factor, keep_share,
+                 contrast, stop, dice, shown, slate_topics, p_cond, p_marg, slate_pconv, clicks,
+                 converted, slots):
+    """:func:`shown_mask`, :func:`slate_probs` and :func:`sample_clicks` of the served
+    slates in one call (``World.serve``); returns (clicks, conversions) counted."""
+    shown_mask(slates, shown)
+    slate_probs(slates, shown, topics, attraction, pconv, exam, repeat_factor, keep_share,
+                contrast, stop, slate_topics, p_cond, p_marg, slate_pconv)
+    return sample_clicks(p_cond, slate_pconv, dice, stop, cands, slates, clicks, converted,
+                         slots)
+
+
+@njit(cache=True, nogil=True)
 def conversion_delays(converted, u_mix, expo, realistic, fast_share, fast_mean, slow_mean,
                       ticks_per_hour, window_hours, mean, delays):
     """``conversions.conversion_delays`` of the float32 dice at the ``converted`` slots, in

@@ -174,24 +174,24 @@ class RequestTruth:
         self.pconv, self.sensitivity, self.logit = pconv, sensitivity, logit
         self._exam = exam
 
-    def slate_truth(self, slates: np.ndarray, shown: np.ndarray,
-                    work: WorkArrays | None = None):
-        """Conditional and marginal click probabilities and conversion probabilities of
-        ``slates``; the conditional ones in ``work`` when given (valid until its next use)."""
-        c = self.config
+    def exam(self) -> np.ndarray:
+        """(B, K) examination probabilities of the slate positions."""
         if self._exam is None:
+            c = self.config
             self._exam = cm.examination(self.sensitivity, c.slate_size, c.position_bias)
+        return self._exam
+
+    def slate_truth(self, slates: np.ndarray, shown: np.ndarray):
+        """Conditional and marginal click probabilities and conversion probabilities of
+        ``slates`` (``World.serve`` computes the same in ``kernels.serve_clicks``)."""
         shape = slates.shape
-        if work is None:
-            p_cond, slate_topics = np.empty(shape, np.float32), np.empty(shape, np.int64)
-        else:
-            p_cond, slate_topics = work.p_cond, work.slate_topics
+        p_cond = np.empty(shape, np.float32)
         p_marg = np.empty(shape, np.float32)
         pconv = np.empty(shape, np.float32)
-        kernels.slate_probs(slates, shown, self.topics, self.attraction, self.pconv, self._exam,
-                            _repeat_factors(c.repeat_penalty, shape[1]),
+        kernels.slate_probs(slates, shown, self.topics, self.attraction, self.pconv,
+                            self.exam(), _repeat_factors(self.config.repeat_penalty, shape[1]),
                             self.f32.keep_share, self.f32.contrast, self.f32.cascade_stop,
-                            slate_topics, p_cond, p_marg, pconv)
+                            np.empty(shape, np.int64), p_cond, p_marg, pconv)
         return p_cond, p_marg, pconv
 
     def expected(self, slates: np.ndarray, shown: np.ndarray) -> np.ndarray:
@@ -674,20 +674,19 @@ class World:
         c = self.config
         b, k = slates.shape
         users = self._req_users
-        req = self._req
-        work = self._work
-        shown = work.shown
-        kernels.shown_mask(slates, shown)
-        p_cond, p_marg, pconv = req.slate_truth(slates, shown, work)
-
+        req, work, f32 = self._req, self._work, self._f32
         g = self.rng["clicks"]
         dice = g.random((4, b, k), dtype=np.float32)
         expo = g.standard_exponential((b, k), dtype=np.float32)
+        shown, converted, slots = work.shown, work.converted, work.slots
         clicks = np.empty((b, k), bool)
-        converted, slots = work.converted, work.slots
-        n_clicks, n_converted = kernels.sample_clicks(
-            p_cond, pconv, dice, self._f32.cascade_stop, self._req_cands, slates, clicks,
-            converted, slots)
+        p_marg = np.empty((b, k), np.float32)  # these three are handed out (truth)
+        pconv = np.empty((b, k), np.float32)
+        n_clicks, n_converted = kernels.serve_clicks(
+            slates, self._req_cands, req.topics, req.attraction, req.pconv, req.exam(),
+            _repeat_factors(c.repeat_penalty, k), f32.keep_share, f32.contrast,
+            f32.cascade_stop, dice, shown, work.slate_topics, work.p_cond, p_marg, pconv,
+            clicks, converted, slots)
         request_ids = self._req_ticks
         item_ids = self.items.ids[slots]
         labels = (request_ids, users, self.users.ids, item_ids, self.step_index)
@@ -715,7 +714,7 @@ class World:
         gap = np.empty(b, np.int64)
         reward = np.empty(b, np.float32)
         kernels.step_outputs(shown, item_ids, self._req_first, self._req_gap, reports.row,
-                             landed.row, self._f32.conversion_weight, empty_slots, served,
+                             landed.row, f32.conversion_weight, empty_slots, served,
                              gap, reward)
         out = {
             "request_id": request_ids,
