@@ -29,6 +29,8 @@ def conversion_delays(c: WorldConfig, u_mix: np.ndarray, expo: np.ndarray) -> np
 
     A delay beyond the attribution window comes back as -1 (never reported). Taking the
     random numbers as arguments keeps the amount drawn per step fixed (common random numbers).
+    The world computes the same delays for its float32 dice in ``kernels.conversion_delays``
+    (tested equal to this function).
     """
     if c.conversion_delay == "exponential":
         return np.maximum(np.ceil(expo * c.conversion_delay_mean), 1).astype(np.int64)

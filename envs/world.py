@@ -83,11 +83,9 @@ def _coprimes(m: int) -> np.ndarray:
     return s[np.gcd(s, m) == 1]
 
 
-_EMPTY_F32 = np.zeros(0, np.float32)
 _EMPTY_2D = np.zeros((0, 0), np.float32)
-_EMPTY_2D_INT = np.zeros((0, 0), np.int64)
 _EMPTY_INT = np.zeros(0, np.int64)
-_NO_PICKS = np.zeros((0, 0), np.int64)
+_EMPTY_2D_INT = np.zeros((0, 0), np.int64)  # no delays (label_table), no picks (recall_pick)
 _FEATURE_BOUND32 = np.float32(FEATURE_BOUND)
 _LOG_RANK: dict[int, np.ndarray] = {}
 
@@ -143,7 +141,6 @@ class WorkArrays:
     def __init__(self, world: World, b: int):
         c = world.config
         k, h = c.slate_size, world.users.profile.shape[1]
-        self.batch_size = b
         self.shown = np.empty((b, k), bool)
         self.converted = np.empty((b, k), bool)
         self.slots = np.empty((b, k), world._index_dtype)
@@ -297,7 +294,7 @@ class Truth(LazyDict):
                 "conversion_probs": pconv.astype(np.float32),
                 "expected_reward": (p_marg * (1.0 + request.config.conversion_weight * pconv)
                                     ).sum(axis=1),
-                "clicks": clicks.astype(np.float32),  # bool from the click kernel
+                "clicks": clicks.astype(np.float32),
             }
         reference = request.reference()
         return {"reference_slate": reference,
@@ -540,7 +537,7 @@ class World:
                 affinity[lo:hi] = np.matmul(chunk, u_eff[lo:hi, :, None])[:, :, 0]
         cands = np.empty((b, c.n_candidates), index)
         core = np.empty((b, c.n_candidates), np.float32)
-        top = _NO_PICKS  # no selection: the whole pool is kept
+        top = _EMPTY_2D_INT  # no selection: the whole pool is kept
         if 0 < n_rel < n_pool:
             score = np.empty((b, n_pool), np.float32)
             kernels.recall_scores(affinity, self._k_aff, window, self.items.topic,
