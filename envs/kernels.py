@@ -92,32 +92,77 @@ def item_features(slots, static, log_imp, ctr, born, tick, freshness_scale, with
 
 
 @njit(cache=True, nogil=True)
+def _greedy_row(gain, topics, slate_size, penalty, contrast, lo, hi, slate):
+    """The greedy reference loop of one request (see :func:`greedy_slates`); uses up
+    ``gain``."""
+    n = gain.shape[0]
+    prev = 0
+    for pos in range(slate_size):
+        best = 0
+        best_gain = 0.0
+        for j in range(n):
+            g = gain[j]
+            if contrast > 0 and pos > 0:
+                g = g * (lo if topics[j] == prev else hi)
+            if j == 0 or g > best_gain:
+                best, best_gain = j, g
+        slate[pos] = best
+        prev = topics[best]
+        gain[best] = -np.inf
+        for j in range(n):
+            if topics[j] == prev:
+                gain[j] *= penalty
+
+
+@njit(cache=True, nogil=True)
+def greedy_shortlist(value, topics, keep, n, slate_size, penalty, contrast, lo, hi, slate):
+    """:func:`greedy_slates` over each request's shortlist ``keep[b, :n]`` (candidate
+    indices; empty ``keep``: the first ``n`` candidates), the slate given as candidate
+    indices: the gather before and after the loop of ``click_model.greedy_reference``."""
+    gain = np.empty(n, np.float64)
+    row_topics = np.empty(n, np.int64)
+    pick = keep.shape[0] > 0
+    for i in range(value.shape[0]):
+        for j in range(n):
+            c = keep[i, j] if pick else j
+            gain[j] = value[i, c]
+            row_topics[j] = topics[i, c]
+        _greedy_row(gain, row_topics, slate_size, penalty, contrast, lo, hi, slate[i])
+        if pick:
+            for pos in range(slate_size):
+                slate[i, pos] = keep[i, slate[i, pos]]
+
+
+@njit(cache=True, nogil=True)
 def greedy_slates(value, topics, slate_size, penalty, contrast, lo, hi, slate):
     """The greedy reference loop of ``click_model.greedy_reference`` on float64 gains: slot by
     slot the first maximum of gain (x ``lo`` / ``hi`` when the slot above shows the same /
     another topic), then the chosen candidate is used up and its topic's gains scaled by
     ``penalty``."""
-    n = value.shape[1]
-    gain = np.empty(n, np.float64)
-    for i in range(value.shape[0]):
-        for j in range(n):
-            gain[j] = value[i, j]
-        prev = 0
-        for pos in range(slate_size):
-            best = 0
-            best_gain = 0.0
-            for j in range(n):
-                g = gain[j]
-                if contrast > 0 and pos > 0:
-                    g = g * (lo if topics[i, j] == prev else hi)
-                if j == 0 or g > best_gain:
-                    best, best_gain = j, g
-            slate[i, pos] = best
-            prev = topics[i, best]
-            gain[best] = -np.inf
-            for j in range(n):
-                if topics[i, j] == prev:
-                    gain[j] *= penalty
+    greedy_shortlist(value, topics, np.empty((0, 0), np.int64), value.shape[1], slate_size,
+                     penalty, contrast, lo, hi, slate)
+
+
+@njit(cache=True, nogil=True)
+def value_per_click(p, pconv, weight, out):
+    """``p * (1 + weight * pconv)`` in float32 as numpy computes it (``weight`` float32):
+    a click's reward, conversions weighted, times its probability."""
+    one = np.float32(1.0)
+    for i in range(p.shape[0]):
+        for j in range(p.shape[1]):
+            out[i, j] = p[i, j] * (one + weight * pconv[i, j])
+
+
+@njit(cache=True, nogil=True)
+def expected_rewards(p, pconv, weight, out):
+    """``(p * (1 + weight * pconv)).sum(axis=1)`` as numpy computes it: float32 terms and
+    numpy's pairwise row sum (rows of at most 128)."""
+    one = np.float32(1.0)
+    row = np.empty(p.shape[1], np.float32)
+    for i in range(p.shape[0]):
+        for j in range(p.shape[1]):
+            row[j] = p[i, j] * (one + weight * pconv[i, j])
+        out[i] = _pairwise_sum(row)
 
 
 @njit(cache=True, nogil=True)

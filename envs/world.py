@@ -193,13 +193,24 @@ class RequestTruth:
 
     def expected(self, slates: np.ndarray, shown: np.ndarray) -> np.ndarray:
         _, p_marg, pconv = self.slate_truth(slates, shown)
-        return (p_marg * (1.0 + self.config.conversion_weight * pconv)).sum(axis=1)
+        return _expected_rewards(p_marg, pconv, self.f32.conversion_weight)
 
     def reference(self) -> np.ndarray:
         c = self.config
-        value = self.attraction * (1.0 + c.conversion_weight * self.pconv)
+        value = np.empty(self.attraction.shape, np.float32)
+        kernels.value_per_click(self.attraction, self.pconv, self.f32.conversion_weight, value)
         return cm.greedy_reference(value, self.topics, c.slate_size, c.repeat_penalty,
                                    c.contrast)
+
+
+def _expected_rewards(p: np.ndarray, pconv: np.ndarray, weight: np.float32) -> np.ndarray:
+    """``(p * (1 + weight * pconv)).sum(axis=1)`` (B,) with numpy's float32 arithmetic and
+    pairwise row sums (the kernel's sum is numpy's for rows of up to 128)."""
+    if p.shape[1] > 128:
+        return (p * (1.0 + weight * pconv)).sum(axis=1)
+    out = np.empty(p.shape[0], np.float32)
+    kernels.expected_rewards(p, pconv, weight, out)
+    return out
 
 
 class LazyDict(dict):
@@ -212,26 +223,30 @@ class LazyDict(dict):
     """
 
     GROUPS: tuple[tuple[str, ...], ...] = ()
+    _GROUP_OF: dict[str, int] = {}  # key -> index of its group (made per subclass)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._GROUP_OF = {key: i for i, group in enumerate(cls.GROUPS) for key in group}
 
     def _compute(self, group: tuple[str, ...]) -> dict:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def _fill(self, upto: str | None = None) -> None:
-        for group in self.GROUPS:
+        last = len(self.GROUPS) - 1 if upto is None else self._GROUP_OF[upto]
+        for group in self.GROUPS[: last + 1]:
             if not dict.__contains__(self, group[0]):
                 for key, value in self._compute(group).items():
                     dict.__setitem__(self, key, value)
-            if upto in group:
-                return
 
     def __missing__(self, key):
-        if any(key in group for group in self.GROUPS):
+        if key in self._GROUP_OF:
             self._fill(key)
             return dict.__getitem__(self, key)
         raise KeyError(key)
 
     def __contains__(self, key):
-        return any(key in group for group in self.GROUPS) or dict.__contains__(self, key)
+        return key in self._GROUP_OF or dict.__contains__(self, key)
 
     def __iter__(self):
         self._fill()
@@ -292,8 +307,8 @@ class Truth(LazyDict):
             return {
                 "click_probs": p_marg.astype(np.float32),
                 "conversion_probs": pconv.astype(np.float32),
-                "expected_reward": (p_marg * (1.0 + request.config.conversion_weight * pconv)
-                                    ).sum(axis=1),
+                "expected_reward": _expected_rewards(p_marg, pconv,
+                                                     request.f32.conversion_weight),
                 "clicks": clicks.astype(np.float32),
             }
         reference = request.reference()
