@@ -119,19 +119,17 @@ class Catalog:
             self.publish()
 
     def features(self, slots: np.ndarray, tick: int) -> np.ndarray:
-        """(B, N, Fi) observed features of the candidate ``slots``."""
+        """(B, N, Fi) observed features of the candidate ``slots`` (B, N)."""
         c = self.config
         s = self.static.shape[1]
         out = np.empty((*slots.shape, c.item_feature_dim), np.float32)
         age = np.empty(slots.shape, np.float64)
         live = c.stats_refresh == 0
-        kernels.item_features(slots.reshape(-1, slots.shape[-1]), self.static, self.pub_log_imp,
-                              self.pub_ctr, self.born, tick, not live,
-                              out.reshape(-1, *out.shape[-2:]), age.reshape(-1, slots.shape[-1]))
+        kernels.item_features(slots, self.static, self.pub_log_imp, self.pub_ctr, self.born,
+                              tick, float(c.freshness_scale), not live, out, age)
         if live:
             imp = self.impressions[slots]
             out[..., s] = np.log1p(imp) / 10.0
             out[..., s + 1] = 5.0 * (self.clicks[slots] + 1.0) / (imp + 20.0)
-        age /= c.freshness_scale
         out[..., s + 2] = np.exp(age, out=age)
         return out

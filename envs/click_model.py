@@ -26,6 +26,7 @@ from . import kernels
 
 EMPTY = -1
 _TRI: dict[int, np.ndarray] = {}
+_ALL = np.zeros((0, 0), np.int64)  # greedy_shortlist: no shortlist, every candidate
 
 
 def earlier_mask(k: int) -> np.ndarray:
@@ -135,14 +136,11 @@ def greedy_reference(
     b, n = value.shape
     k = slate_size
     short = min(n, shortlist or 3 * k)
-    if short < n:
-        keep = np.argpartition(-value, short - 1, axis=1)[:, :short]
-        value, topics = gather_rows(value, keep), gather_rows(topics, keep)
-    else:
-        keep = None
+    # the shortlist: the first ``short`` columns of the partition (the kernel gathers them)
+    keep = np.argpartition(-value, short - 1, axis=1) if short < n else _ALL
     slate = np.empty((b, k), np.int64)
     penalty = max(float(repeat_penalty), 1e-12)  # 0 would turn -inf into NaN below
     lo, hi = 1.0 - 0.5 * contrast, 1.0  # contrast term for same / different topic above
-    kernels.greedy_slates(np.ascontiguousarray(value), np.ascontiguousarray(topics), k, penalty,
-                          float(contrast), lo, hi, slate)
-    return gather_rows(keep, slate) if keep is not None else slate
+    kernels.greedy_shortlist(value, topics, keep, short, k, penalty, float(contrast), lo, hi,
+                             slate)
+    return slate

@@ -29,6 +29,8 @@ def conversion_delays(c: WorldConfig, u_mix: np.ndarray, expo: np.ndarray) -> np
 
     A delay beyond the attribution window comes back as -1 (never reported). Taking the
     random numbers as arguments keeps the amount drawn per step fixed (common random numbers).
+    The world computes the same delays for its float32 dice in ``kernels.conversion_delays``
+    (tested equal to this function).
     """
     if c.conversion_delay == "exponential":
         return np.maximum(np.ceil(expo * c.conversion_delay_mean), 1).astype(np.int64)
@@ -40,36 +42,42 @@ def conversion_delays(c: WorldConfig, u_mix: np.ndarray, expo: np.ndarray) -> np
 class ConversionQueue:
     """Pending delayed labels keyed by the step they land in (O(1) push and pop per step).
 
-    ``record`` is the type handed back by :meth:`pop` (:class:`Conversions` by default; the
-    click-report queue uses :class:`~driftrank.envs.types.ClickReports`)."""
+    Each pending part is an int64 table (7, n) whose rows are the fields of
+    :data:`~driftrank.envs.types.FIELDS` (as ``kernels.queued_labels`` builds them); ``record``
+    is the type handed back by :meth:`pop` (:class:`Conversions` by default; the click-report
+    queue uses :class:`~driftrank.envs.types.ClickReports`)."""
 
     def __init__(self, record: type[Conversions] = Conversions) -> None:
-        self._pending: dict[int, list[dict[str, np.ndarray]]] = {}
+        self._pending: dict[int, list[np.ndarray]] = {}
         self._record = record
 
     def __len__(self) -> int:
-        return sum(len(part["request_id"]) for parts in self._pending.values() for part in parts)
+        return sum(part.shape[1] for parts in self._pending.values() for part in parts)
 
     def push(self, land_step: np.ndarray, **fields: np.ndarray) -> None:
         """Schedule conversions; ``land_step`` and every field are 1-D arrays of equal length."""
         if land_step.size == 0:
             return
         order = np.argsort(land_step, kind="stable")
-        land_step = land_step[order]
-        cuts = np.flatnonzero(np.diff(land_step)) + 1
-        starts = np.concatenate(([0], cuts))
-        ends = np.concatenate((cuts, [land_step.size]))
-        # one gather per field, then each landing step holds slices of it (disjoint views)
-        ordered = {name: fields[name][order].astype(np.int64, copy=False) for name in _FIELDS}
-        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
-            part = {name: column[lo:hi] for name, column in ordered.items()}
-            self._pending.setdefault(int(land_step[lo]), []).append(part)
+        self.push_sorted(land_step[order],
+                         np.stack([fields[name][order] for name in _FIELDS]).astype(np.int64))
+
+    def push_sorted(self, land_step: np.ndarray, table: np.ndarray) -> None:
+        """Schedule labels already sorted by ``land_step``: ``table`` (7, n) int64, one row per
+        field. Each landing step holds a column slice of it (a view, no copy)."""
+        n = land_step.size
+        if n == 0:
+            return
+        if land_step[0] == land_step[-1]:  # the common case: one landing step
+            self._pending.setdefault(int(land_step[0]), []).append(table)
+            return
+        cuts = (np.flatnonzero(np.diff(land_step)) + 1).tolist()
+        for lo, hi in zip([0, *cuts], [*cuts, n], strict=True):
+            self._pending.setdefault(int(land_step[lo]), []).append(table[:, lo:hi])
 
     def pop(self, step: int) -> Conversions:
         """Conversions landing at ``step`` (removed from the queue)."""
         parts = self._pending.pop(step, None)
         if not parts:  # the common case: shared empty columns (size 0), no allocations
-            return self._record(**dict.fromkeys(_FIELDS, _NONE))
-        if len(parts) == 1:
-            return self._record(**parts[0])
-        return self._record(**{n: np.concatenate([p[n] for p in parts]) for n in _FIELDS})
+            return self._record(*(_NONE,) * len(_FIELDS))
+        return self._record(*(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)))

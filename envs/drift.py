@@ -151,15 +151,39 @@ class GlobalDrift:
         self._events = discrete_events(c)
         self._next = 0
         self._next_churn = c.churn_interval if c.churn_interval > 0 else None
+        self._no_periodic = np.zeros(t, np.float32)
+        # which OU processes move (trend, population offset, quality factors), and their
+        # coefficients per step length (a world steps by the same B ticks every time)
+        self._moving = np.array([c.trend_scale > 0, c.population_drift_scale > 0,
+                                 c.quality_drift_scale > 0])
+        self._ou: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.topic_term = self._topic_term(0)
 
-    def _topic_term(self, tick: int) -> np.ndarray:
+    def _periodic_term(self, tick: int) -> np.ndarray:
         c = self.config
-        self._periodic = np.zeros(c.n_topics, np.float32)
         if c.periodic_amplitude > 0:
             angle = 2 * math.pi * tick / c.period + self.phase
-            self._periodic = (c.periodic_amplitude * np.sin(angle)).astype(np.float32)
+            return (c.periodic_amplitude * np.sin(angle)).astype(np.float32)
+        return self._no_periodic
+
+    def _topic_term(self, tick: int) -> np.ndarray:
+        """Popularity + trend + the periodic term at ``tick`` (float32, added in that order)."""
+        self._periodic = self._periodic_term(tick)
         return (self.topic_pop + self.trend + self._periodic).astype(np.float32)
+
+    def _ou_coefficients(self, dt: int) -> tuple[np.ndarray, np.ndarray]:
+        """(keeps, noise coefficients) (3,) float32 of the trend, the population offset and
+        the quality factors over ``dt`` ticks."""
+        cached = self._ou.get(dt)
+        if cached is None:
+            c = self.config
+            keeps, coefs = zip(*(_ou_coefficients(dt, timescale, scale) for timescale, scale in (
+                (c.trend_timescale, c.trend_scale),
+                (c.population_drift_timescale,
+                 c.population_drift_scale / math.sqrt(c.latent_dim)),
+                (c.quality_drift_timescale, 1.0))), strict=True)
+            cached = self._ou[dt] = (np.array(keeps, np.float32), np.array(coefs, np.float32))
+        return cached
 
     def due_events(self, start: int, stop: int) -> list[DriftEvent]:
         """Events with ``start <= tick < stop``, in order; each is returned once."""
@@ -179,15 +203,11 @@ class GlobalDrift:
         """Move the continuous processes forward ``dt`` ticks, to ``tick``."""
         c = self.config
         z = rng.standard_normal(c.n_topics + c.latent_dim + QUALITY_FACTORS).astype(np.float32)
-        keeps, coefs = zip(*(_ou_coefficients(dt, timescale, scale) for timescale, scale in (
-            (c.trend_timescale, c.trend_scale),
-            (c.population_drift_timescale, c.population_drift_scale / math.sqrt(c.latent_dim)),
-            (c.quality_drift_timescale, 1.0))), strict=True)
-        kernels.ou_steps((self.trend, self.offset, self.quality_factors), keeps, coefs, z,
-                         (0, c.n_topics, c.n_topics + c.latent_dim),
-                         (c.trend_scale > 0, c.population_drift_scale > 0,
-                          c.quality_drift_scale > 0))
-        self.topic_term = self._topic_term(tick)
+        keeps, coefs = self._ou_coefficients(dt)
+        self._periodic = self._periodic_term(tick)
+        self.topic_term = np.empty(c.n_topics, np.float32)  # a new array: never changed later
+        kernels.drift_step(self.trend, self.offset, self.quality_factors, keeps, coefs,
+                           self._moving, z, self.topic_pop, self._periodic, self.topic_term)
 
     def reshuffle_topics(self, rng: np.random.Generator) -> None:
         """Abrupt shift: topics swap popularity (a random permutation of the popularity values)."""

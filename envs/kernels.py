@@ -21,14 +21,15 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def recall_window(offsets, strides, length, order, vectors, window, out_vectors):
-    """Request i reads ``order[(offsets[i] + strides[i] * j) % M]`` for j < ``length`` into
-    ``window[i, j]`` and that item's latent vector into ``out_vectors[i, j]``."""
+def recall_window(offsets, stride_picks, strides, length, order, vectors, window, out_vectors):
+    """Request i reads ``order[(offsets[i] + strides[stride_picks[i]] * j) % M]`` for
+    j < ``length`` into ``window[i, j]`` and that item's latent vector into
+    ``out_vectors[i, j]``."""
     m = order.shape[0]
     d = vectors.shape[1]
     for i in range(offsets.shape[0]):
         pos = offsets[i]
-        step = strides[i]
+        step = strides[stride_picks[i]]
         for j in range(length):
             item = order[pos]
             window[i, j] = item
@@ -40,35 +41,44 @@ def recall_window(offsets, strides, length, order, vectors, window, out_vectors)
 
 
 @njit(cache=True, nogil=True)
-def recall_scores(affinity, window, item_topic, topic_term, topic_bias, noise_scale, noise, out):
-    """``out = -(affinity + topic_term[t] + topic_bias[t] + noise_scale * noise)`` on the pool
-    (t = the topic of each pooled item), summed in numpy's order; negated for argpartition."""
+def recall_scores(affinity, scale, window, item_topic, topic_term, topic_bias, noise_scale,
+                  noise, out):
+    """``out = -(scale x affinity + topic_term[t] + topic_bias[t] + noise_scale x noise)`` on
+    the pool (t = the topic of each pooled item; the noise drawn in float64, used in float32),
+    summed in numpy's order; negated for argpartition."""
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
             t = item_topic[window[i, j]]
-            s = affinity[i, j] + topic_term[t]
+            s = affinity[i, j] * scale + topic_term[t]
             s += topic_bias[t]
-            s += noise_scale * noise[i, j]
+            s += noise_scale * np.float32(noise[i, j])
             out[i, j] = -s
 
 
 @njit(cache=True, nogil=True)
-def recall_pick(window, affinity, top, n_pool, column_order, cands, core):
+def recall_pick(window, affinity, scale, top, n_rel, n_pool, column_order, cands, core):
     """Candidates in shuffled column order: column c takes pick ``column_order[c]`` of
-    [the relevance winners ``top``, then the random tail of the window after the pool]."""
-    n_rel = top.shape[1]
+    [the ``n_rel`` relevance winners (the first ``n_rel`` columns of ``top``, or the pool in
+    order when ``top`` is empty), then the random tail of the window after the pool], with
+    its affinity x ``scale``."""
+    select = top.shape[1] > 0
     for i in range(cands.shape[0]):
         for c in range(cands.shape[1]):
             src = column_order[c]
-            p = top[i, src] if src < n_rel else n_pool + (src - n_rel)
+            if src < n_rel:
+                p = top[i, src] if select else src
+            else:
+                p = n_pool + (src - n_rel)
             cands[i, c] = window[i, p]
-            core[i, c] = affinity[i, p]
+            core[i, c] = affinity[i, p] * scale
 
 
 @njit(cache=True, nogil=True)
-def item_features(slots, static, log_imp, ctr, born, tick, with_stats, out, age):
+def item_features(slots, static, log_imp, ctr, born, tick, freshness_scale, with_stats, out,
+                  age):
     """Candidate features without their freshness: ``static`` rows, then (if ``with_stats``)
-    the published statistics; ``age[b, n] = born - tick`` (as float64) for the freshness."""
+    the published statistics; ``age[b, n] = (born - tick) / freshness_scale`` in float64, the
+    argument of the freshness exponential."""
     s = static.shape[1]
     for i in range(slots.shape[0]):
         for j in range(slots.shape[1]):
@@ -78,7 +88,49 @@ def item_features(slots, static, log_imp, ctr, born, tick, with_stats, out, age)
             if with_stats:
                 out[i, j, s] = log_imp[item]
                 out[i, j, s + 1] = ctr[item]
-            age[i, j] = born[item] - tick
+            age[i, j] = np.float64(born[item] - tick) / freshness_scale
+
+
+@njit(cache=True, nogil=True)
+def _greedy_row(gain, topics, slate_size, penalty, contrast, lo, hi, slate):
+    """The greedy reference loop of one request (see :func:`greedy_slates`); uses up
+    ``gain``."""
+    n = gain.shape[0]
+    prev = 0
+    for pos in range(slate_size):
+        best = 0
+        best_gain = 0.0
+        for j in range(n):
+            g = gain[j]
+            if contrast > 0 and pos > 0:
+                g = g * (lo if topics[j] == prev else hi)
+            if j == 0 or g > best_gain:
+                best, best_gain = j, g
+        slate[pos] = best
+        prev = topics[best]
+        gain[best] = -np.inf
+        for j in range(n):
+            if topics[j] == prev:
+                gain[j] *= penalty
+
+
+@njit(cache=True, nogil=True)
+def greedy_shortlist(value, topics, keep, n, slate_size, penalty, contrast, lo, hi, slate):
+    """:func:`greedy_slates` over each request's shortlist ``keep[b, :n]`` (candidate
+    indices; empty ``keep``: the first ``n`` candidates), the slate given as candidate
+    indices: the gather before and after the loop of ``click_model.greedy_reference``."""
+    gain = np.empty(n, np.float64)
+    row_topics = np.empty(n, np.int64)
+    pick = keep.shape[0] > 0
+    for i in range(value.shape[0]):
+        for j in range(n):
+            c = keep[i, j] if pick else j
+            gain[j] = value[i, c]
+            row_topics[j] = topics[i, c]
+        _greedy_row(gain, row_topics, slate_size, penalty, contrast, lo, hi, slate[i])
+        if pick:
+            for pos in range(slate_size):
+                slate[i, pos] = keep[i, slate[i, pos]]
 
 
 @njit(cache=True, nogil=True)
@@ -87,27 +139,30 @@ def greedy_slates(value, topics, slate_size, penalty, contrast, lo, hi, slate):
     slot the first maximum of gain (x ``lo`` / ``hi`` when the slot above shows the same /
     another topic), then the chosen candidate is used up and its topic's gains scaled by
     ``penalty``."""
-    n = value.shape[1]
-    gain = np.empty(n, np.float64)
-    for i in range(value.shape[0]):
-        for j in range(n):
-            gain[j] = value[i, j]
-        prev = 0
-        for pos in range(slate_size):
-            best = 0
-            best_gain = 0.0
-            for j in range(n):
-                g = gain[j]
-                if contrast > 0 and pos > 0:
-                    g = g * (lo if topics[i, j] == prev else hi)
-                if j == 0 or g > best_gain:
-                    best, best_gain = j, g
-            slate[i, pos] = best
-            prev = topics[i, best]
-            gain[best] = -np.inf
-            for j in range(n):
-                if topics[i, j] == prev:
-                    gain[j] *= penalty
+    greedy_shortlist(value, topics, np.empty((0, 0), np.int64), value.shape[1], slate_size,
+                     penalty, contrast, lo, hi, slate)
+
+
+@njit(cache=True, nogil=True)
+def value_per_click(p, pconv, weight, out):
+    """``p * (1 + weight * pconv)`` in float32 as numpy computes it (``weight`` float32):
+    a click's reward, conversions weighted, times its probability."""
+    one = np.float32(1.0)
+    for i in range(p.shape[0]):
+        for j in range(p.shape[1]):
+            out[i, j] = p[i, j] * (one + weight * pconv[i, j])
+
+
+@njit(cache=True, nogil=True)
+def expected_rewards(p, pconv, weight, out):
+    """``(p * (1 + weight * pconv)).sum(axis=1)`` as numpy computes it: float32 terms and
+    numpy's pairwise row sum (rows of at most 128)."""
+    one = np.float32(1.0)
+    row = np.empty(p.shape[1], np.float32)
+    for i in range(p.shape[0]):
+        for j in range(p.shape[1]):
+            row[j] = p[i, j] * (one + weight * pconv[i, j])
+        out[i] = _pairwise_sum(row)
 
 
 @njit(cache=True, nogil=True)
@@ -250,29 +305,35 @@ def feedback(users, slots, shown, clicks, item_impressions, item_clicks, item_to
 
 
 @njit(cache=True, nogil=True)
-def profile_update(slots, ticks, decay, item_sum, n_clicks, profile, profile_weight,
+def profile_update(has_rows, users, ticks, decay, item_sum, n_clicks, profile, profile_weight,
                    profile_tick):
-    """Decay the profiles of ``slots`` by ``decay`` (gather all, scatter, last wins), stamp
-    their tick, then add each row's clicked vectors and click count (one by one, in order)."""
+    """For the rows ``has_rows[:n]`` (n = ``len(decay)``, the rows with a click): decay their
+    users' profiles by ``decay`` (gather all, scatter, last wins), stamp their tick, then add
+    each row's clicked vectors and click count (one by one, in order)."""
     n, h = decay.shape
     o = profile.shape[2]
     old = np.empty((n, h, o), np.float32)
     old_w = np.empty((n, h), np.float32)
     for i in range(n):
+        u = users[has_rows[i]]
         for j in range(h):
-            old_w[i, j] = profile_weight[slots[i], j] * decay[i, j]
+            old_w[i, j] = profile_weight[u, j] * decay[i, j]
             for f in range(o):
-                old[i, j, f] = profile[slots[i], j, f] * decay[i, j]
+                old[i, j, f] = profile[u, j, f] * decay[i, j]
     for i in range(n):
-        profile[slots[i]] = old[i]
-        profile_weight[slots[i]] = old_w[i]
-        profile_tick[slots[i]] = ticks[i]
+        r = has_rows[i]
+        u = users[r]
+        profile[u] = old[i]
+        profile_weight[u] = old_w[i]
+        profile_tick[u] = ticks[r]
     for i in range(n):
-        nc = np.float32(n_clicks[i])
+        r = has_rows[i]
+        u = users[r]
+        nc = np.float32(n_clicks[r])
         for j in range(h):
-            profile_weight[slots[i], j] += nc
+            profile_weight[u, j] += nc
             for f in range(o):
-                profile[slots[i], j, f] += item_sum[i, f]
+                profile[u, j, f] += item_sum[r, f]
 
 
 @njit(cache=True, nogil=True)
@@ -319,12 +380,24 @@ def visit_update(users, ticks, last_seen, taste_keep, z, z_scale, boredom_decay,
 
 
 @njit(cache=True, nogil=True)
-def visit_gaps(users, ticks, last_seen, never, gap, first):
-    """Ticks since each arriving user's last visit as float32 (tick + 1 on a first visit)."""
+def visit_gaps(users, tick, last_seen, never, taste_timescale, boredom_half_life,
+               history_half_life, ticks, gap, first, taste_arg, boredom_arg, history_arg):
+    """Ticks of the arriving users (``tick + i``), ticks since each one's last visit as
+    float32 (tick + 1 on a first visit), and the arguments -gap / scale (float32) of the decay
+    exponentials numpy then takes: taste drift, boredom and history (each skipped when its
+    output is empty)."""
     for i in range(users.shape[0]):
+        t = tick + i
+        ticks[i] = t
         last = last_seen[users[i]]
         first[i] = last == never
-        gap[i] = np.float32(ticks[i] + 1) if first[i] else np.float32(ticks[i] - last)
+        g = np.float32(t + 1) if first[i] else np.float32(t - last)
+        gap[i] = g
+        if taste_arg.shape[0]:
+            taste_arg[i] = -g / taste_timescale
+        if boredom_arg.shape[0]:
+            boredom_arg[i] = -g / boredom_half_life
+        history_arg[i] = -g / history_half_life
 
 
 @njit(cache=True, nogil=True)
@@ -343,8 +416,11 @@ def shown_mask(slates, shown):
 def sample_clicks(p_cond, pconv, dice, stop, cands, slates, clicks, converted, slots):
     """Clicks from the click stream's uniforms (``dice[0]`` click, ``dice[1]`` stop after a
     click when ``stop`` > 0, ``dice[2]`` conversion), as ``click_model.sample_clicks``; the
-    conversions among them and the catalog slots of the served candidates."""
+    conversions among them and the catalog slots of the served candidates. Returns (clicks,
+    conversions) counted, so the world skips the label work of a batch without any."""
     b, k = p_cond.shape
+    n_clicks = 0
+    n_converted = 0
     for i in range(b):
         stopped = False
         for s in range(k):
@@ -356,34 +432,100 @@ def sample_clicks(p_cond, pconv, dice, stop, cands, slates, clicks, converted, s
                     stopped = True
             clicks[i, s] = c
             converted[i, s] = c and dice[2, i, s] < pconv[i, s]
+            n_clicks += c
+            n_converted += converted[i, s]
+    return n_clicks, n_converted
 
 
 @njit(cache=True, nogil=True)
-def click_reports(clicks, request_ids, users, user_ids, item_ids):
-    """(row, position, request_id, user_id, item_id) of every click, in row-major order
-    (``np.nonzero``'s)."""
-    b, k = clicks.shape
+def serve_clicks(slates, cands, topics, attraction, pconv, exam, repeat_factor, keep_share,
+                 contrast, stop, dice, shown, slate_topics, p_cond, p_marg, slate_pconv, clicks,
+                 converted, slots):
+    """:func:`shown_mask`, :func:`slate_probs` and :func:`sample_clicks` of the served
+    slates in one call (``World.serve``); returns (clicks, conversions) counted."""
+    shown_mask(slates, shown)
+    slate_probs(slates, shown, topics, attraction, pconv, exam, repeat_factor, keep_share,
+                contrast, stop, slate_topics, p_cond, p_marg, slate_pconv)
+    return sample_clicks(p_cond, slate_pconv, dice, stop, cands, slates, clicks, converted,
+                         slots)
+
+
+@njit(cache=True, nogil=True)
+def conversion_delays(converted, u_mix, expo, realistic, fast_share, fast_mean, slow_mean,
+                      ticks_per_hour, window_hours, mean, delays):
+    """``conversions.conversion_delays`` of the float32 dice at the ``converted`` slots, in
+    the types numpy computes them in: realistic (``realistic``), ``u_mix < fast_share`` in
+    float32, hours = float64(expo) x the component's mean, ticks = max(ceil(hours x
+    ticks_per_hour), 1) in float64; exponential: max(ceil(expo x ``mean``), 1) in float32
+    (``fast_share`` and ``mean`` come as float32, as numpy casts a Python float next to a
+    float32 array). A delay past the attribution window clears its ``converted`` flag
+    (never reported); returns how many conversions remain."""
+    b, k = converted.shape
     n = 0
     for i in range(b):
         for s in range(k):
-            if clicks[i, s]:
-                n += 1
-    rows = np.empty(n, np.int64)
-    positions = np.empty(n, np.int64)
-    request = np.empty(n, np.int64)
-    user = np.empty(n, np.int64)
-    item = np.empty(n, np.int64)
+            if not converted[i, s]:
+                continue
+            if realistic:
+                hours = np.float64(expo[i, s]) * (fast_mean if u_mix[i, s] < fast_share
+                                                  else slow_mean)
+                delays[i, s] = np.int64(max(np.ceil(hours * ticks_per_hour), 1.0))
+                if not hours <= window_hours:
+                    converted[i, s] = False
+                    continue
+            else:
+                delays[i, s] = np.int64(max(np.ceil(expo[i, s] * mean), np.float32(1.0)))
+            n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def label_table(mask, delays, request_ids, users, user_ids, item_ids, step_index):
+    """The labels (clicks or conversions) where ``mask`` is set, in row-major order
+    (``np.nonzero``'s), as one int64 table (7, n) whose rows are the fields of
+    ``types.FIELDS``: request id, batch row, user id, item id, position, served step and
+    delay (``delays[b, k]``, or 0 for every label when ``delays`` is empty)."""
+    b, k = mask.shape
     n = 0
     for i in range(b):
         for s in range(k):
-            if clicks[i, s]:
-                rows[n] = i
-                positions[n] = s
-                request[n] = request_ids[i]
-                user[n] = user_ids[users[i]]
-                item[n] = item_ids[i, s]
+            if mask[i, s]:
                 n += 1
-    return rows, positions, request, user, item
+    table = np.empty((7, n), np.int64)
+    n = 0
+    for i in range(b):
+        for s in range(k):
+            if mask[i, s]:
+                table[0, n] = request_ids[i]
+                table[1, n] = i
+                table[2, n] = user_ids[users[i]]
+                table[3, n] = item_ids[i, s]
+                table[4, n] = s
+                table[5, n] = step_index
+                table[6, n] = delays[i, s] if delays.shape[0] else 0
+                n += 1
+    return table
+
+
+@njit(cache=True, nogil=True)
+def queued_labels(mask, delays, request_ids, users, user_ids, item_ids, step_index, b):
+    """:func:`label_table` of labels due ``delay`` ticks after their request, and the step
+    each lands in: the first whose window [s*B, (s+1)*B) reaches the due tick, never the
+    serving step. Both sorted by landing step, stably (row-major within a step), which is
+    how ``ConversionQueue`` keeps them."""
+    table = label_table(mask, delays, request_ids, users, user_ids, item_ids, step_index)
+    n = table.shape[1]
+    land = np.empty(n, np.int64)
+    for j in range(n):
+        land[j] = max(step_index + 1, (table[0, j] + table[6, j]) // b)
+    order = np.argsort(land, kind="mergesort")
+    sorted_land = np.empty(n, np.int64)
+    sorted_table = np.empty((7, n), np.int64)
+    for j in range(n):
+        sorted_land[j] = land[order[j]]
+        for f in range(7):
+            sorted_table[f, j] = table[f, order[j]]
+    return sorted_land, sorted_table
 
 
 @njit(cache=True, nogil=True)
@@ -469,6 +611,20 @@ def user_features(slots, profile, profile_weight, history, satisfaction, log_cou
 
 
 @njit(cache=True, nogil=True)
+def context_features(sin, cos, activity, log_gap, bound, out):
+    """The context rows (``World._build_observation``): sine and cosine of the time of day
+    (numpy's, float64 stored as float32), the activity feature, and min(log1p(gap) / 10,
+    ``bound``) in float32 as numpy computes it next to a float32 array (NaN stays NaN)."""
+    ten = np.float32(10.0)
+    for i in range(out.shape[0]):
+        out[i, 0] = sin[i]
+        out[i, 1] = cos[i]
+        out[i, 2] = activity[i]
+        x = log_gap[i] / ten
+        out[i, 3] = bound if x > bound else x
+
+
+@njit(cache=True, nogil=True)
 def truth_logits(cands, core, users, item_quality, quality_shift, item_topic, topic_term,
                  attraction_bias, boredom, conversion_bias, conversion_gain, sensitivity,
                  neg_position_bias, log_rank, topics, logit, exp_args):
@@ -521,27 +677,35 @@ def sigmoids(exps, attraction, pconv, exam):
 
 
 @njit(cache=True, nogil=True)
-def ou_steps(states, keeps, coefs, z, starts, active):
-    """Exact OU updates ``x = x * keep + coef * z`` (float32, numpy's order) of the drift
-    processes ``states[p]`` flagged ``active[p]``, each reading ``z`` from ``starts[p]``."""
-    for p in range(len(states)):
-        if not active[p]:
-            continue
-        x = states[p]
-        keep, coef = keeps[p], coefs[p]
-        for i in range(x.shape[0]):
-            x[i] = x[i] * keep
-            x[i] = x[i] + coef * z[starts[p] + i]
+def drift_step(trend, offset, factors, keeps, coefs, moving, z, topic_pop, periodic,
+               topic_term):
+    """One step of the shared drift (``GlobalDrift.advance``): exact OU updates
+    ``x = x * keep + coef * z`` (float32, numpy's order) of the trend, the population offset
+    and the quality factors flagged ``moving``, each reading the next slice of ``z``; then
+    ``topic_term = (topic_pop + trend) + periodic``."""
+    start = 0
+    p = 0
+    for x in (trend, offset, factors):
+        if moving[p]:
+            keep, coef = keeps[p], coefs[p]
+            for i in range(x.shape[0]):
+                x[i] = x[i] * keep
+                x[i] = x[i] + coef * z[start + i]
+        start += x.shape[0]
+        p += 1
+    for i in range(topic_term.shape[0]):
+        topic_term[i] = (topic_pop[i] + trend[i]) + periodic[i]
 
 
 @njit(cache=True, nogil=True)
-def alias_draws(pick, prob, alias, out):
-    """Walker's alias method on the scaled uniforms ``pick`` (in [0, n)): slot ``int(pick)``,
-    kept when the fractional part is below its ``prob``, else its ``alias``."""
+def alias_draws(uniforms, n_users, prob, alias, out):
+    """Walker's alias method on ``pick = uniforms x n_users`` (float64, in [0, n)): slot
+    ``int(pick)``, kept when the fractional part is below its ``prob``, else its ``alias``."""
     n = prob.shape[0]
-    for i in range(pick.shape[0]):
-        slot = min(np.int64(pick[i]), n - 1)
-        out[i] = slot if (pick[i] - slot) < prob[slot] else alias[slot]
+    for i in range(uniforms.shape[0]):
+        pick = uniforms[i] * n_users
+        slot = min(np.int64(pick), n - 1)
+        out[i] = slot if (pick - slot) < prob[slot] else alias[slot]
 
 
 @njit(cache=True, nogil=True)

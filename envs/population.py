@@ -80,9 +80,8 @@ class Population:
         """Slots of the next ``b`` arriving users (a fixed amount of randomness per call)."""
         r = PROPOSALS_PER_REQUEST * b + 8
         u = self.config.n_users
-        pick = rng.random(r) * u  # alias method: O(1) per draw, two reads whatever U is
-        props = np.empty(r, np.int64)
-        kernels.alias_draws(pick, self._alias_prob, self._alias, props)
+        props = np.empty(r, np.int64)  # alias method: O(1) per draw, two reads whatever U is
+        kernels.alias_draws(rng.random(r), float(u), self._alias_prob, self._alias, props)
         unif = rng.random(r)
         if not self.dynamic_rates:
             return props[:b]
@@ -113,7 +112,8 @@ class Population:
         c = self.config
         h, o = self.profile.shape[1], c.obs_dim
         out = np.empty((slots.size, c.user_feature_dim), np.float32)
-        log_counts = np.log1p(self.counts[:, slots])  # log visits, log clicks
+        log_counts = self.counts.take(slots, axis=1).astype(np.float64)  # visits, clicks
+        np.log1p(log_counts, out=log_counts)
         if c.n_topics <= 128:  # the kernel sums a topic histogram as numpy does up to 128
             kernels.user_features(slots, self.profile, self.profile_weight, self.history,
                                   self.satisfaction, log_counts, np.float32(bound), out)

@@ -42,10 +42,10 @@ from .calibration import install as install_calibration
 from .calibration import load_calibration
 from .catalog import FEATURE_BOUND, Catalog
 from .config import WorldConfig
-from .conversions import ConversionQueue, conversion_delays
+from .conversions import FAST_MEAN_HOURS, FAST_SHARE, SLOW_MEAN_HOURS, ConversionQueue
 from .drift import DriftEvent, GlobalDrift, schedule_frame
 from .population import NEVER, Population
-from .types import ClickReports, Conversions
+from .types import FIELDS, ClickReports, Conversions
 
 STREAMS = ("world", "arrivals", "recall", "clicks", "drift", "population")
 WARMUP_SALT = 0x5EED  # streams of the warm-up, distinct from every episode's
@@ -68,6 +68,13 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _integers(g: np.random.Generator, high: int, b: int) -> np.ndarray:
+    """``g.integers(high, size=b)``. For b = 1 the scalar call, which draws the same number
+    (numpy fills one bounded draw either way) without the microseconds the sized call spends
+    on its ``size`` argument."""
+    return g.integers(high, size=b) if b > 1 else np.array([g.integers(high)])
+
+
 def _coprimes(m: int) -> np.ndarray:
     """Strides s in [1, m) with gcd(s, m) = 1: s * j mod m visits distinct slots for j < m."""
     if m == 1:
@@ -76,8 +83,10 @@ def _coprimes(m: int) -> np.ndarray:
     return s[np.gcd(s, m) == 1]
 
 
-_EMPTY_F32 = np.zeros(0, np.float32)
 _EMPTY_2D = np.zeros((0, 0), np.float32)
+_EMPTY_INT = np.zeros(0, np.int64)
+_EMPTY_2D_INT = np.zeros((0, 0), np.int64)  # no delays (label_table), no picks (recall_pick)
+_FEATURE_BOUND32 = np.float32(FEATURE_BOUND)
 _LOG_RANK: dict[int, np.ndarray] = {}
 
 
@@ -100,40 +109,108 @@ def _repeat_factors(repeat_penalty: float, k: int) -> np.ndarray:
     return table
 
 
+class Float32Settings:
+    """A config's float settings as numpy float32 scalars, converted once per world.
+
+    The kernels compute in float32 as numpy does next to float32 arrays (where a Python float
+    is cast to float32 first); converting on every call would cost a fraction of a
+    microsecond each, a dozen times a step."""
+
+    NAMES = ("cascade_stop", "contrast", "conversion_weight", "satisfaction_memory",
+             "boredom_gain", "consumption_rate", "attraction_bias", "conversion_bias",
+             "conversion_gain", "recall_noise")
+
+    def __init__(self, config: WorldConfig):
+        self.config = config
+        for name in self.NAMES:
+            setattr(self, name, np.float32(getattr(config, name)))
+        self.keep_share = np.float32(1.0 - config.contrast)
+        self.neg_position_bias = np.float32(-config.position_bias)
+        self.taste_scale = np.float32(math.sqrt(config.latent_dim))
+
+
+class WorkArrays:
+    """The temporaries of one step at one batch size, reused from step to step.
+
+    Only arrays no caller ever sees live here (masks, the served slots, the click model's
+    conditional probabilities, the exponentials' arguments, ...). Everything handed out
+    (observations, info arrays, the truth) is a fresh array every step, since callers may
+    keep it.
+    """
+
+    def __init__(self, world: World, b: int):
+        c = world.config
+        k, h = c.slate_size, world.users.profile.shape[1]
+        self.shown = np.empty((b, k), bool)
+        self.converted = np.empty((b, k), bool)
+        self.slots = np.empty((b, k), world._index_dtype)
+        self.delays = np.empty((b, k), np.int64)
+        self.slate_topics = np.empty((b, k), np.int64)
+        self.p_cond = np.empty((b, k), np.float32)
+        self.n_clicks = np.empty(b, np.int64)
+        self.has_rows = np.empty(b, np.int64)
+        self.decay = np.empty((b, h), np.float32)
+        self.item_sum = np.empty((b, c.obs_dim), np.float32)
+        # the arguments of the visit decays' exponentials (empty: that decay is off)
+        self.taste_arg = np.empty(b if math.isfinite(c.user_drift_timescale) else 0, np.float32)
+        self.boredom_arg = np.empty(b if c.boredom_gain > 0 else 0, np.float32)
+        self.history_arg = np.empty(b, np.float32)
+        self.exps = np.empty((3, b, c.n_candidates), np.float32)
+
+
 class RequestTruth:
     """The true click model of one batch of requests (immutable once drawn)."""
 
-    __slots__ = ("topics", "attraction", "pconv", "sensitivity", "config", "logit", "_exam")
+    __slots__ = ("topics", "attraction", "pconv", "sensitivity", "config", "f32", "logit",
+                 "_exam")
 
-    def __init__(self, config, topics, attraction, pconv, sensitivity, logit, exam=None):
-        self.config, self.topics, self.attraction = config, topics, attraction
+    def __init__(self, f32: Float32Settings, topics, attraction, pconv, sensitivity, logit,
+                 exam=None):
+        self.f32, self.config = f32, f32.config
+        self.topics, self.attraction = topics, attraction
         self.pconv, self.sensitivity, self.logit = pconv, sensitivity, logit
         self._exam = exam
 
-    def slate_truth(self, slates: np.ndarray, shown: np.ndarray):
-        c = self.config
+    def exam(self) -> np.ndarray:
+        """(B, K) examination probabilities of the slate positions."""
         if self._exam is None:
+            c = self.config
             self._exam = cm.examination(self.sensitivity, c.slate_size, c.position_bias)
+        return self._exam
+
+    def slate_truth(self, slates: np.ndarray, shown: np.ndarray):
+        """Conditional and marginal click probabilities and conversion probabilities of
+        ``slates`` (``World.serve`` computes the same in ``kernels.serve_clicks``)."""
         shape = slates.shape
         p_cond = np.empty(shape, np.float32)
         p_marg = np.empty(shape, np.float32)
         pconv = np.empty(shape, np.float32)
-        kernels.slate_probs(slates, shown, self.topics, self.attraction, self.pconv, self._exam,
-                            _repeat_factors(c.repeat_penalty, shape[1]),
-                            np.float32(1.0 - c.contrast), np.float32(c.contrast),
-                            np.float32(c.cascade_stop), np.empty(shape, np.int64), p_cond,
-                            p_marg, pconv)
+        kernels.slate_probs(slates, shown, self.topics, self.attraction, self.pconv,
+                            self.exam(), _repeat_factors(self.config.repeat_penalty, shape[1]),
+                            self.f32.keep_share, self.f32.contrast, self.f32.cascade_stop,
+                            np.empty(shape, np.int64), p_cond, p_marg, pconv)
         return p_cond, p_marg, pconv
 
     def expected(self, slates: np.ndarray, shown: np.ndarray) -> np.ndarray:
         _, p_marg, pconv = self.slate_truth(slates, shown)
-        return (p_marg * (1.0 + self.config.conversion_weight * pconv)).sum(axis=1)
+        return _expected_rewards(p_marg, pconv, self.f32.conversion_weight)
 
     def reference(self) -> np.ndarray:
         c = self.config
-        value = self.attraction * (1.0 + c.conversion_weight * self.pconv)
+        value = np.empty(self.attraction.shape, np.float32)
+        kernels.value_per_click(self.attraction, self.pconv, self.f32.conversion_weight, value)
         return cm.greedy_reference(value, self.topics, c.slate_size, c.repeat_penalty,
                                    c.contrast)
+
+
+def _expected_rewards(p: np.ndarray, pconv: np.ndarray, weight: np.float32) -> np.ndarray:
+    """``(p * (1 + weight * pconv)).sum(axis=1)`` (B,) with numpy's float32 arithmetic and
+    pairwise row sums (the kernel's sum is numpy's for rows of up to 128)."""
+    if p.shape[1] > 128:
+        return (p * (1.0 + weight * pconv)).sum(axis=1)
+    out = np.empty(p.shape[0], np.float32)
+    kernels.expected_rewards(p, pconv, weight, out)
+    return out
 
 
 class LazyDict(dict):
@@ -146,26 +223,30 @@ class LazyDict(dict):
     """
 
     GROUPS: tuple[tuple[str, ...], ...] = ()
+    _GROUP_OF: dict[str, int] = {}  # key -> index of its group (made per subclass)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._GROUP_OF = {key: i for i, group in enumerate(cls.GROUPS) for key in group}
 
     def _compute(self, group: tuple[str, ...]) -> dict:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def _fill(self, upto: str | None = None) -> None:
-        for group in self.GROUPS:
+        last = len(self.GROUPS) - 1 if upto is None else self._GROUP_OF[upto]
+        for group in self.GROUPS[: last + 1]:
             if not dict.__contains__(self, group[0]):
                 for key, value in self._compute(group).items():
                     dict.__setitem__(self, key, value)
-            if upto in group:
-                return
 
     def __missing__(self, key):
-        if any(key in group for group in self.GROUPS):
+        if key in self._GROUP_OF:
             self._fill(key)
             return dict.__getitem__(self, key)
         raise KeyError(key)
 
     def __contains__(self, key):
-        return any(key in group for group in self.GROUPS) or dict.__contains__(self, key)
+        return key in self._GROUP_OF or dict.__contains__(self, key)
 
     def __iter__(self):
         self._fill()
@@ -226,8 +307,8 @@ class Truth(LazyDict):
             return {
                 "click_probs": p_marg.astype(np.float32),
                 "conversion_probs": pconv.astype(np.float32),
-                "expected_reward": (p_marg * (1.0 + request.config.conversion_weight * pconv)
-                                    ).sum(axis=1),
+                "expected_reward": _expected_rewards(p_marg, pconv,
+                                                     request.f32.conversion_weight),
                 "clicks": clicks.astype(np.float32),
             }
         reference = request.reference()
@@ -250,6 +331,11 @@ class World:
         g = self.rng["world"]
         d, t = c.latent_dim, c.n_topics
         self._k_aff = np.float32(c.affinity_scale * math.sqrt(d))
+        self._f32 = Float32Settings(c)
+        # what the visit gaps are divided by (as float32, as numpy casts them next to the
+        # float32 gaps): taste drift timescale, boredom and history half-lives
+        self._gap_scales = tuple(np.float32(x) for x in (
+            c.user_drift_timescale, c.boredom_half_life, c.history_half_life))
 
         # projection agents see through; entries ~N(0,1) so features have unit scale
         self.projection = g.standard_normal((c.obs_dim, d)).astype(np.float32)
@@ -266,6 +352,12 @@ class World:
             install_calibration(self, load_calibration(c.calibration))
 
         self._buffers: dict[tuple, np.ndarray] = {}
+        self._work = WorkArrays(self, self.batch_size)
+        # ``kernels.conversion_delays``' settings, in the types numpy computes delays in
+        self._delay_settings = (
+            c.conversion_delay == "realistic", np.float32(FAST_SHARE), FAST_MEAN_HOURS,
+            SLOW_MEAN_HOURS, float(c.ticks_per_hour), float(c.conversion_window_hours),
+            np.float32(c.conversion_delay_mean))
         self.conversions = ConversionQueue()
         self.click_queue = ConversionQueue(ClickReports)
         self.step_index = 0
@@ -294,6 +386,7 @@ class World:
         self.rng = spawn_streams(c.world_seed, seed, WARMUP_SALT + stream_salt)
         policy = np.random.default_rng([seed, WARMUP_SALT, stream_salt])
         self.batch_size = b = min(WARMUP_BATCH, c.warmup_ticks)
+        self._work = WorkArrays(self, b)
         k = c.slate_size
         for _ in range(c.warmup_ticks // b):
             self._draw_requests()
@@ -317,6 +410,7 @@ class World:
         self.drift.topic_term = self.drift._topic_term(0)
         self.rng, self.batch_size = episode_rng, episode_b
         self._buffers.clear()  # the warm-up's batch size is not the episode's
+        self._work = WorkArrays(self, episode_b)
 
     def _scratch(self, name: str, shape: tuple, dtype) -> np.ndarray:
         """A work array the world reuses from step to step (never handed out): large fresh
@@ -377,24 +471,24 @@ class World:
         c = self.config
         b = self.batch_size
         pop = self.users
-        ticks = self.tick + np.arange(b, dtype=np.int64)
         users = pop.arrivals(self.rng["arrivals"], b)
+        ticks = np.empty(b, np.int64)
         gap = np.empty(b, np.float32)
         first = np.empty(b, bool)
-        kernels.visit_gaps(users, ticks, pop.last_seen, NEVER, gap, first)
-
+        work = self._work
+        keep, bored, history = work.taste_arg, work.boredom_arg, work.history_arg
+        kernels.visit_gaps(users, self.tick, pop.last_seen, NEVER, *self._gap_scales, ticks, gap,
+                           first, keep, bored, history)
         z = self.rng["drift"].standard_normal((b, c.latent_dim)).astype(np.float32)
-        none = _EMPTY_F32
-        keep = (np.exp(-gap / c.user_drift_timescale) if math.isfinite(c.user_drift_timescale)
-                else none)
-        bored = np.exp2(-gap / c.boredom_half_life) if c.boredom_gain > 0 else none
+        np.exp(keep, out=keep)
+        np.exp2(bored, out=bored)
+        np.exp2(history, out=history)
         u_eff = np.empty((b, c.latent_dim), np.float32)
-        kernels.visit_update(users, ticks, pop.last_seen, keep, z,
-                             np.float32(math.sqrt(c.latent_dim)), bored,
-                             np.exp2(-gap / c.history_half_life), pop.taste, pop.boredom,
-                             pop.history, self.drift.offset, u_eff)
+        kernels.visit_update(users, ticks, pop.last_seen, keep, z, self._f32.taste_scale, bored,
+                             history, pop.taste, pop.boredom, pop.history, self.drift.offset,
+                             u_eff)
         cands, core = self._recall(u_eff)
-        req = self._truth_for(users, cands, frozen=False, core=core)
+        req = self._current_truth(users, cands, core)
         self._req_users = users
         self._req_ticks = ticks
         self._req_gap = gap
@@ -433,37 +527,40 @@ class World:
         n_rel = self.drift.n_relevance
         n_pool = n_rel * c.recall_pool_factor
         length = n_pool + c.n_candidates - n_rel
-        offsets = g.integers(m, size=b)
-        strides = self._strides[g.integers(self._strides.size, size=b)]
-        noise = g.standard_normal((b, n_pool)).astype(np.float32)
+        offsets = _integers(g, m, b)
+        stride_picks = _integers(g, self._strides.size, b)
+        noise = g.standard_normal((b, n_pool))
         column_order = g.permutation(c.n_candidates)
         index = self._index_dtype
         window = np.empty((b, length), index)
-        offsets, strides = offsets.astype(index), strides.astype(index)
         # in chunks of requests, so the gathered vectors are still in cache for the product
         vectors = self._scratch("vectors", (min(b, RECALL_CHUNK), length, c.latent_dim),
                                 np.float32)
-        affinity = np.empty((b, length), np.float32)
-        for lo in range(0, b, RECALL_CHUNK):
-            hi = min(b, lo + RECALL_CHUNK)
-            chunk = vectors[: hi - lo]
-            kernels.recall_window(offsets[lo:hi], strides[lo:hi], length, self._recall_order,
-                                  self.items.v, window[lo:hi], chunk)
-            affinity[lo:hi] = np.matmul(chunk, u_eff[lo:hi, :, None])[:, :, 0]
-        affinity *= self._k_aff
-        if n_rel == 0:
-            return window[:, column_order], affinity[:, column_order]
+        # affinities unscaled: the kernels scale them
+        if b <= RECALL_CHUNK:  # one chunk: the same product, without slicing every array
+            kernels.recall_window(offsets, stride_picks, self._strides, length,
+                                  self._recall_order, self.items.v, window, vectors)
+            affinity = np.matmul(vectors, u_eff[:, :, None])[:, :, 0]
+        else:
+            affinity = np.empty((b, length), np.float32)
+            for lo in range(0, b, RECALL_CHUNK):
+                hi = min(b, lo + RECALL_CHUNK)
+                chunk = vectors[: hi - lo]
+                kernels.recall_window(offsets[lo:hi], stride_picks[lo:hi], self._strides,
+                                      length, self._recall_order, self.items.v, window[lo:hi],
+                                      chunk)
+                affinity[lo:hi] = np.matmul(chunk, u_eff[lo:hi, :, None])[:, :, 0]
         cands = np.empty((b, c.n_candidates), index)
         core = np.empty((b, c.n_candidates), np.float32)
-        if n_rel < n_pool:
+        top = _EMPTY_2D_INT  # no selection: the whole pool is kept
+        if 0 < n_rel < n_pool:
             score = np.empty((b, n_pool), np.float32)
-            kernels.recall_scores(affinity, window, self.items.topic, self.drift.topic_term,
-                                  self.drift.recall_topic_bias, np.float32(c.recall_noise),
-                                  noise, score)
-            top = np.argpartition(score, n_rel - 1, axis=1)[:, :n_rel]
-        else:
-            top = np.broadcast_to(np.arange(n_rel), (b, n_rel))
-        kernels.recall_pick(window, affinity, top, n_pool, column_order, cands, core)
+            kernels.recall_scores(affinity, self._k_aff, window, self.items.topic,
+                                  self.drift.topic_term, self.drift.recall_topic_bias,
+                                  self._f32.recall_noise, noise, score)
+            top = score.argpartition(n_rel - 1, axis=1)
+        kernels.recall_pick(window, affinity, self._k_aff, top, n_rel, n_pool, column_order,
+                            cands, core)
         return cands, core
 
     def observation(self) -> dict[str, np.ndarray]:
@@ -483,10 +580,8 @@ class World:
             activity = user[:, -3]
         angle = 2 * np.pi * self._req_ticks / c.period
         context = np.empty((users.size, c.context_dim), np.float32)
-        context[:, 0] = np.sin(angle)
-        context[:, 1] = np.cos(angle)
-        context[:, 2] = activity
-        context[:, 3] = np.minimum(np.log1p(self._req_gap) / 10.0, FEATURE_BOUND)
+        kernels.context_features(np.sin(angle), np.cos(angle), activity, np.log1p(self._req_gap),
+                                 _FEATURE_BOUND32, context)
         return {
             "user": user,
             "candidates": self.items.features(cands, self.tick),
@@ -546,12 +641,13 @@ class World:
             logit = logit - cm.gather_rows(pop.boredom[users], topics)
         pconv = _sigmoid(c.conversion_bias + c.conversion_gain * core).astype(np.float32)
         logit = logit.astype(np.float32)
-        return RequestTruth(c, topics, _sigmoid(logit), pconv, pop.sensitivity[users], logit)
+        return RequestTruth(self._f32, topics, _sigmoid(logit), pconv, pop.sensitivity[users],
+                            logit)
 
     def _current_truth(self, users, cands, core) -> RequestTruth:
         """``_truth_for`` under the current truth with known affinities, in two kernels and
         one numpy ``exp`` (attraction, conversion and examination exponentials together)."""
-        c = self.config
+        c, f32 = self.config, self._f32
         pop, items = self.users, self.items
         b, n = cands.shape
         k = c.slate_size
@@ -559,19 +655,19 @@ class World:
                  if c.quality_drift_scale > 0 else _EMPTY_2D)
         topics = np.empty((b, n), np.int64)
         logit = np.empty((b, n), np.float32)
-        exps = np.empty((3, b, n), np.float32)
+        exps = self._work.exps
         kernels.truth_logits(cands, core, users, items.quality, shift, items.topic,
-                             self.drift.topic_term, np.float32(c.attraction_bias),
+                             self.drift.topic_term, f32.attraction_bias,
                              pop.boredom if c.boredom_gain > 0 else _EMPTY_2D,
-                             np.float32(c.conversion_bias), np.float32(c.conversion_gain),
-                             pop.sensitivity, np.float32(-c.position_bias),
+                             f32.conversion_bias, f32.conversion_gain,
+                             pop.sensitivity, f32.neg_position_bias,
                              _log_rank(k), topics, logit, exps)
         np.exp(exps, out=exps)
         attraction = np.empty((b, n), np.float32)
         pconv = np.empty((b, n), np.float32)
         exam = np.empty((b, k), np.float32)
         kernels.sigmoids(exps, attraction, pconv, exam)
-        return RequestTruth(c, topics, attraction, pconv, None, logit, exam)
+        return RequestTruth(f32, topics, attraction, pconv, None, logit, exam)
 
     def true_attraction(self) -> np.ndarray:
         """(B, N) true attraction logits of the pending candidates (for the logging policy and
@@ -590,39 +686,39 @@ class World:
         c = self.config
         b, k = slates.shape
         users = self._req_users
-        req = self._req
-        shown = np.empty((b, k), bool)
-        kernels.shown_mask(slates, shown)
-        p_cond, p_marg, pconv = req.slate_truth(slates, shown)
-
+        req, work, f32 = self._req, self._work, self._f32
         g = self.rng["clicks"]
         dice = g.random((4, b, k), dtype=np.float32)
         expo = g.standard_exponential((b, k), dtype=np.float32)
+        shown, converted, slots = work.shown, work.converted, work.slots
         clicks = np.empty((b, k), bool)
-        converted = np.empty((b, k), bool)
-        slots = np.empty((b, k), self._req_cands.dtype)
-        kernels.sample_clicks(p_cond, pconv, dice, np.float32(c.cascade_stop), self._req_cands,
-                              slates, clicks, converted, slots)
+        p_marg = np.empty((b, k), np.float32)  # these three are handed out (truth)
+        pconv = np.empty((b, k), np.float32)
+        n_clicks, n_converted = kernels.serve_clicks(
+            slates, self._req_cands, req.topics, req.attraction, req.pconv, req.exam(),
+            _repeat_factors(c.repeat_penalty, k), f32.keep_share, f32.contrast,
+            f32.cascade_stop, dice, shown, work.slate_topics, work.p_cond, p_marg, pconv,
+            clicks, converted, slots)
         request_ids = self._req_ticks
         item_ids = self.items.ids[slots]
+        labels = (request_ids, users, self.users.ids, item_ids, self.step_index)
 
-        if converted.any():
-            delays = conversion_delays(c, dice[3], expo)
-            converted &= delays > 0
-            self._queue(self.conversions, converted, delays, item_ids)
+        if n_converted:
+            delays = work.delays
+            if kernels.conversion_delays(converted, dice[3], expo, *self._delay_settings,
+                                         delays):
+                self.conversions.push_sorted(*kernels.queued_labels(converted, delays, *labels,
+                                                                    b))
         landed: Conversions = self.conversions.pop(self.step_index)
 
         if c.click_delay == 0:
-            rows, positions, request, user, item = kernels.click_reports(
-                clicks, request_ids, users, self.users.ids, item_ids)
-            reports = ClickReports(
-                request_id=request, row=rows, user_id=user, item_id=item, position=positions,
-                served_step=np.full(rows.size, self.step_index, np.int64),
-                delay=np.zeros(rows.size, np.int64))
+            reports = ClickReports(*(kernels.label_table(clicks, _EMPTY_2D_INT, *labels)
+                                     if n_clicks else (_EMPTY_INT,) * len(FIELDS)))
             reported_now = clicks.astype(np.float32)
         else:
-            if clicks.any():
-                self._queue(self.click_queue, clicks, np.full((b, k), c.click_delay), item_ids)
+            if n_clicks:
+                self.click_queue.push_sorted(*kernels.queued_labels(
+                    clicks, np.full((b, k), c.click_delay, np.int64), *labels, b))
             reports = self.click_queue.pop(self.step_index)
             reported_now = np.zeros((b, k), np.float32)
         empty_slots = np.empty(b, np.int64)
@@ -630,7 +726,7 @@ class World:
         gap = np.empty(b, np.int64)
         reward = np.empty(b, np.float32)
         kernels.step_outputs(shown, item_ids, self._req_first, self._req_gap, reports.row,
-                             landed.row, np.float32(c.conversion_weight), empty_slots, served,
+                             landed.row, f32.conversion_weight, empty_slots, served,
                              gap, reward)
         out = {
             "request_id": request_ids,
@@ -643,7 +739,7 @@ class World:
             "return_gap": gap,
         }
         if with_truth:
-            out["truth"] = Truth(req, p_marg, pconv, clicks.astype(np.float32))
+            out["truth"] = Truth(req, p_marg, pconv, clicks)
 
         self._apply_feedback(users, slots, shown, clicks)
         self.step_index += 1
@@ -658,49 +754,27 @@ class World:
         self._draw_requests()
         return out
 
-    def _queue(self, queue: ConversionQueue, mask: np.ndarray, delays: np.ndarray,
-               item_ids: np.ndarray) -> None:
-        """Queue the labels where ``mask`` is set, landing ``delays`` ticks after their tick."""
-        b = mask.shape[0]
-        rows, positions = np.nonzero(mask)
-        request_ids = self._req_ticks
-        delay = delays[rows, positions].astype(np.int64)
-        due = request_ids[rows] + delay
-        queue.push(
-            np.maximum(self.step_index + 1, due // b),
-            request_id=request_ids[rows],
-            row=rows,
-            user_id=self.users.ids[self._req_users[rows]],
-            item_id=item_ids[rows, positions],
-            position=positions,
-            served_step=np.full(rows.size, self.step_index),
-            delay=delay,
-        )
-
     def _apply_feedback(self, users, slots, shown, clicks) -> None:
         """Behaviour the world records: item counters, user profiles, satisfaction, leaving,
         consumption feedback (the action-dependent world changes)."""
-        c = self.config
+        c, f32 = self.config, self._f32
         pop, items = self.users, self.items
-        b = clicks.shape[0]
-        n_clicks = np.empty(b, np.int64)
-        has_rows = np.empty(b, np.int64)
-        decay = np.empty((b, pop.profile.shape[1]), np.float32)
-        item_sum = np.empty((b, c.obs_dim), np.float32)
+        work = self._work
+        n_clicks, has_rows, decay, item_sum = (work.n_clicks, work.has_rows, work.decay,
+                                               work.item_sum)
         n_has = kernels.feedback(
             users, slots, shown, clicks, items.impressions, items.clicks, items.topic,
             items.static, c.n_topics, items.v, pop.visits, pop.clicks, pop.satisfaction,
-            pop.bad_run, pop.history, pop.boredom, pop.taste, np.float32(c.satisfaction_memory),
-            np.float32(c.boredom_gain), np.float32(c.consumption_rate), self._req_ticks,
+            pop.bad_run, pop.history, pop.boredom, pop.taste, f32.satisfaction_memory,
+            f32.boredom_gain, f32.consumption_rate, self._req_ticks,
             pop.profile_tick, pop._inv_half, n_clicks, has_rows, decay, item_sum)
         if c.leave_after > 0:
             pop.leave(users)
         if n_has:
-            has = has_rows[:n_has]
-            decay = np.exp2(decay[:n_has], out=decay[:n_has])
-            kernels.profile_update(users[has], self._req_ticks[has], decay, item_sum[has],
-                                   n_clicks[has], pop.profile, pop.profile_weight,
-                                   pop.profile_tick)
+            decay = decay[:n_has]
+            np.exp2(decay, out=decay)
+            kernels.profile_update(has_rows, users, self._req_ticks, decay, item_sum, n_clicks,
+                                   pop.profile, pop.profile_weight, pop.profile_tick)
 
 
 def repeated_mask(slates: np.ndarray) -> np.ndarray:

@@ -8,7 +8,8 @@ figure, world built in a few seconds). Then the rest of the grid: ``RerankEnv`` 
 ``info["truth"]`` (truth and the reference slate are computed only when read), and
 ``VectorRerankEnv`` at several batch sizes with a fixed valid slate and truth read (the runner
 always reads it), for N=50 and N=100 candidates. Each row carries the machine's 1-minute load
-average when it was measured (figures from a shared machine are not comparable).
+average when it was measured (figures from a shared machine are not comparable). The scenario
+is ``gradual`` unless told otherwise (the issue's and the README's figures are gradual's).
 
 The first figure of a process includes compiling the kernels of ``envs/kernels.py`` unless
 numba's cache holds them; every figure here is taken after a warm-up step.
@@ -74,7 +75,7 @@ def _vector(scenario: str, n: int, b: int, seed: int, min_seconds: float,
     return _rate(step, b, min_seconds), build
 
 
-def bench_env(scenario: str = "abrupt-shift", batches=(1, 64, 1024), candidates=(50, 100),
+def bench_env(scenario: str = "gradual", batches=(1, 64, 1024), candidates=(50, 100),
               min_seconds: float = 1.0, seed: int = 0, scale=SCALE) -> list[dict]:
     rows = [_row("RerankEnv", 50, 1, _single(scenario, 50, seed, False, min_seconds),
                  "not read", target=">= 15,000")]
