@@ -18,23 +18,24 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..agents import AgentContext, make_agent
 from ..envs import Feedback, VectorRerankEnv, make_config
 from .cli_args import key_values
 from .runner import RUN_MAX_STEPS, agent_label, parse_events, run_cell
+from .threads import start_of_work
 
 AGENTS = ("static", "incremental", "adapter", "film", "maml")
 
 
 def bench_latency(agents=AGENTS, scenario: str = "stationary", batch: int = 256,
                   batches: int = 24, period_batches: int = 8,
-                  cache_dir: str | Path = ".driftrank_cache", threads: int = 1) -> pd.DataFrame:
+                  cache_dir: str | Path = ".driftrank_cache", threads: int = 1,
+                  warmup: int = 8) -> pd.DataFrame:
     """One row per agent: act p50 ms per batch, us per request, observe ms, update s (mean
     over the ``on_period`` calls made every ``period_batches`` batches, as the runner would
     with the default period of 2,000 requests)."""
-    torch.set_num_threads(threads)
+    start_of_work(threads)
     world = make_config(scenario, max_steps=RUN_MAX_STEPS)
     rows = []
     for name in agents:
@@ -42,7 +43,8 @@ def bench_latency(agents=AGENTS, scenario: str = "stationary", batch: int = 256,
         agent = make_agent(name, AgentContext(world=env.config, seed=0,
                                               cache_dir=Path(cache_dir), threads=threads))
         obs, _ = env.reset(seed=0)
-        agent.act(obs)  # warm-up, not timed
+        for _ in range(warmup):  # not timed: the first batches of a process run slower
+            obs = env.step(agent.act(obs))[0]
         act_s, observe_s, update_s = [], [], []
         periodic = isinstance(getattr(agent, "period", None), int)
         for i in range(batches):

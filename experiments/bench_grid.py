@@ -9,7 +9,7 @@ from pathlib import Path
 from ..adapt.ray_session import ray_session
 from .grid import GridSpec, run_grid
 from .launch_ray import GET_TIMEOUT_S, warm_worker
-from .threads import set_torch_threads
+from .threads import start_of_work
 
 
 def bench_grid(cells: int = 4, requests: int = 20_480, batch: int = 256, workers: int = 2,
@@ -27,7 +27,7 @@ def bench_grid(cells: int = 4, requests: int = 20_480, batch: int = 256, workers
     spec = GridSpec(scenarios=[scenario], agents=[agent], seeds=list(range(cells)),
                     requests=requests, batch=batch, window=requests, world=dict(world or {}))
     spec.check_agents()
-    set_torch_threads(1)  # imports torch now, not inside the timed serial run
+    start_of_work(1)  # imports torch now, not inside the timed serial run
     with tempfile.TemporaryDirectory(prefix="driftrank-bench-") as tmp:
         t0 = time.perf_counter()
         run_grid(spec, Path(tmp) / "serial", launcher="serial", progress=False)

@@ -14,7 +14,7 @@ from ..evaluator.config import EvaluatorConfig
 from ..evaluator.model import ListwiseEvaluator
 from ..generator.config import GeneratorConfig
 from ..generator.model import SlateGenerator
-from .threads import set_torch_threads
+from .threads import start_of_work
 from .timing import median_seconds
 
 
@@ -34,7 +34,7 @@ def bench_models(
     "ms_per_batch", "ms_per_request", "requests_per_s"}, ...]}``. A benchmark is a boundary
     of work: it sets torch's threads to ``threads``.
     """
-    set_torch_threads(threads)
+    start_of_work(threads)
     gen = SlateGenerator(GeneratorConfig(user_dim, item_dim, slate_size, hidden=hidden)).eval()
     ev = ListwiseEvaluator(EvaluatorConfig(user_dim, item_dim, slate_size, hidden=hidden))
     ev.eval()

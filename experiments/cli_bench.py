@@ -6,7 +6,7 @@ import sys
 import time
 
 from .cli_args import one_world, positive_float, positive_int, table
-from .threads import set_torch_threads
+from .threads import start_of_work
 
 #: threads of the timed pretraining in ``bench models`` (as the README's figure)
 PRETRAIN_THREADS = 2
@@ -42,7 +42,7 @@ def _bench_models(args) -> None:
     r = bench_models(threads=args.threads)
     print(table([{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in row.items()}
                  for row in r["results"]]))
-    set_torch_threads(PRETRAIN_THREADS)
+    start_of_work(PRETRAIN_THREADS)
     start = time.perf_counter()
     models = pretrain(args.scenario, cache_dir=args.cache_dir, threads=PRETRAIN_THREADS,
                       config=PretrainConfig())
@@ -75,7 +75,7 @@ def cmd_bench(args) -> int:
         return 2
     if args.scenario is None:  # the env's speed targets (issue 11) are measured on gradual
         args.scenario = "gradual" if args.what == "env" else "abrupt-shift"
-    set_torch_threads(args.threads)
+    start_of_work(args.threads)
     BENCHMARKS[args.what](args)
     return 0
 

@@ -7,9 +7,9 @@ import inspect
 
 def cmd_demo(args) -> int:
     from . import demo
-    from .threads import set_torch_threads
+    from .threads import start_of_work
 
-    set_torch_threads(1)
+    start_of_work(1)
     wanted = {"out": args.out, "launcher": args.launcher, "progress": not args.no_progress,
               "cache_dir": args.cache_dir, "quick": args.quick}
     accepted = inspect.signature(demo.run_demo).parameters

@@ -10,12 +10,12 @@ from .cli_args import key_values, nonneg_int, one_world, positive_int
 def cmd_pretrain(args) -> int:
     from ..agents.pretrained import PretrainConfig, pretrain
     from ..envs import make_config
-    from .threads import set_torch_threads
+    from .threads import start_of_work
     from .truth_metrics import truth_metrics
 
     world = make_config(args.scenario, **one_world(args.world, "pretrain"))
     config = PretrainConfig().replace(**key_values(args.set, "--set"))
-    set_torch_threads(args.threads)
+    start_of_work(args.threads)
     models = pretrain(world, seed=args.seed, config=config, cache_dir=args.cache_dir,
                       threads=args.threads, log=lambda m: print(f"  {m}", flush=True),
                       measure=truth_metrics)

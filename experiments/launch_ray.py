@@ -18,7 +18,7 @@ from ..adapt.ray_session import ray_session
 from ..agents import available_agents, register_agent
 from .cell import CellSpec
 from .launch import CellRecorder, timed_cell
-from .threads import set_torch_threads
+from .threads import start_of_work
 
 #: seconds ``ray.wait`` blocks before the progress bar is refreshed
 WAIT_TIMEOUT_S = 1.0
@@ -39,7 +39,7 @@ def _ray_cell_task(spec_dict: dict, cache_dir: str, threads: int, shipped: dict)
 
 def warm_worker() -> None:
     """Import what a cell needs (torch included), so timed work does not pay worker start-up."""
-    set_torch_threads(1)
+    start_of_work(1)
 
 
 def shipped_factories(names) -> dict[str, tuple[Any, str]]:

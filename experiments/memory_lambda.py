@@ -33,7 +33,7 @@ import pandas as pd
 from .statistics import mean_ci, paired
 from .study import PRETRAIN, STUDY
 from .study_probe import static_slates
-from .threads import set_torch_threads
+from .threads import start_of_work
 
 __all__ = ["LAMS", "lambda_sweep", "select_and_test", "main"]
 
@@ -60,7 +60,7 @@ def lambda_sweep(scenario: str, seed: int, *, lams=LAMS, world: dict | None = No
     if window % batch:
         raise ValueError(f"window ({window}) must be a multiple of batch ({batch})")
     lams = [float(x) for x in lams]
-    set_torch_threads(1)  # a unit of work like a cell
+    start_of_work(1)  # a unit of work like a cell
     env = VectorRerankEnv(batch, make_config(scenario, **{"max_steps": RUN_MAX_STEPS,
                                                           **(world or {})}))
     obs, _ = env.reset(seed=seed)

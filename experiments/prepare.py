@@ -19,7 +19,7 @@ from . import store
 from .cell import CellSpec, canonical_json
 from .grid_summary import GridSummary, failure_record, one_line
 from .progress import CellProgress
-from .threads import set_torch_threads
+from .threads import start_of_work
 
 
 def prepare_kwargs(prepare: Callable, agent_config: dict) -> dict:
@@ -52,7 +52,7 @@ def _jobs(cells: list[CellSpec]) -> dict[tuple, tuple[Callable, dict, list[CellS
 def prepare_cell(cell: CellSpec, cache_dir: str | Path, threads: int, log=None) -> None:
     """Run the preparation one cell needs (``driftrank run``); errors propagate. ``log``
     is told before work that may take a while (pretraining), so a command is not silent."""
-    set_torch_threads(threads)
+    start_of_work(threads)
     for (_, world, seed, _), (prepare, kwargs, _) in _jobs([cell]).items():
         if log is not None:
             log(f"preparing agent {cell.agent!r} (pretrained models are built once per world "
@@ -68,7 +68,7 @@ def prepare_grid(todo: list[CellSpec], cache_dir: Path, threads: int, launcher: 
     jobs = _jobs(todo)
     if not jobs:
         return todo
-    set_torch_threads(threads)
+    start_of_work(threads)
     broken: set[str] = set()
     with CellProgress(len(jobs), progress, "prepare", unit="job") as bar:
         for (name, world, seed, _), (prepare, kwargs, cells) in jobs.items():

@@ -39,7 +39,7 @@ from ..agents.base import hook, periods_between
 from ..envs import Feedback, VectorRerankEnv
 from .cell import RUN_MAX_STEPS, CellSpec, agent_label, canonical_json, check_int
 from .slate_contract import SlateContractError, check_slates
-from .threads import set_torch_threads
+from .threads import start_of_work
 
 __all__ = ["COLUMNS", "PLACEMENT_COLUMNS", "RUN_MAX_STEPS", "TIMING_COLUMNS",
            "VOLATILE_COLUMNS", "CellSpec", "SlateContractError", "agent_label",
@@ -124,7 +124,7 @@ def run_cell(spec: CellSpec | dict, cache_dir: str | Path = ".driftrank_cache", 
     if isinstance(spec, dict):
         spec = CellSpec.from_dict(spec)
     threads = check_int("threads", threads, 1)
-    set_torch_threads(threads)
+    start_of_work(threads)
 
     env = VectorRerankEnv(spec.batch, spec.world_config())
     obs, info = env.reset(seed=spec.seed)

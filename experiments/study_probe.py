@@ -37,7 +37,7 @@ import pandas as pd
 
 from ..adapt.ray_session import start_ray
 from .runner import RUN_MAX_STEPS, canonical_json
-from .threads import set_torch_threads
+from .threads import start_of_work
 
 JUDGES = ("base", "memory", "incremental", "incremental+memory")
 EVALUATOR_COLUMNS = ("scenario", "variant", "seed", "slot", "tick_start", "tick_end",
@@ -86,7 +86,7 @@ def evaluator_probe(scenario: str, seed: int, *, world: dict | None = None,
     from ..adapt.compensated import CompensatedEvaluator
     from ..agents.pretrained import PretrainConfig, pretrain
 
-    set_torch_threads(1)  # a probe is a unit of work like a cell
+    start_of_work(1)  # a probe is a unit of work like a cell
     world = dict(world or {})
     env, obs, events = _env(scenario, seed, world, batch)
     models = pretrain(env.config, config=PretrainConfig().replace(**(pretrain_config or {})),
@@ -166,7 +166,7 @@ def search_probe(scenario: str, seed: int, agents: dict[str, tuple[str, dict]], 
     from ..agents.pretrained import PretrainConfig, pretrain
     from ..envs import Feedback
 
-    set_torch_threads(1)  # a probe is a unit of work like a cell
+    start_of_work(1)  # a probe is a unit of work like a cell
     env, obs, events = _env(scenario, seed, dict(world or {}), batch)
     models = pretrain(env.config, config=PretrainConfig().replace(**(pretrain_config or {})),
                       cache_dir=cache_dir, threads=1)
