@@ -41,14 +41,15 @@ def gumbel_noise(uniform: torch.Tensor) -> torch.Tensor:
 
 def _with_delta(q: torch.Tensor, h: torch.Tensor, param_delta: dict | None) -> torch.Tensor:
     """The pointer query ``q = W h + b`` plus a per-request parameter offset (LAST's
-    delta-theta on ``pointer_query``), if one is given."""
+    delta-theta on ``pointer_query``), if one is given. ``h`` is (B, H) for one position, or
+    (B, K, H) for all positions of a slate at once; the offset of request b applies to all."""
     if param_delta:
         dw = param_delta.get("pointer_query.weight")
         db = param_delta.get("pointer_query.bias")
         if dw is not None:
-            q = q + torch.einsum("boh,bh->bo", dw, h)
+            q = q + torch.einsum("boh,b...h->b...o", dw, h)
         if db is not None:
-            q = q + db
+            q = q + db.view(db.shape[0], *([1] * (h.ndim - 2)), db.shape[-1])
     return q
 
 
@@ -316,14 +317,7 @@ class SlateGenerator(nn.Module):
             state = self.cell(inputs[:, t], state)
             states.append(state)
         st = torch.stack(states, dim=1)  # (B, K, H)
-        q = self.pointer_query(st)
-        if param_delta:
-            dw = param_delta.get("pointer_query.weight")
-            db = param_delta.get("pointer_query.bias")
-            if dw is not None:
-                q = q + torch.einsum("boh,bkh->bko", dw, st)
-            if db is not None:
-                q = q + db.unsqueeze(1)
+        q = _with_delta(self.pointer_query(st), st, param_delta)
         keys = self.pointer_key(enc)
         static = self.static_score(enc).squeeze(-1)
         logit = torch.bmm(q, keys.transpose(1, 2)) / math.sqrt(h) + static.unsqueeze(1)
